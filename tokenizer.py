@@ -1,0 +1,52 @@
+"""The char-level tokenizer shared by the three scripts (the blog's `OurTokenizer`).
+
+Google's Chinese BERT vocabulary is mostly single characters, so the blog tokenizes one
+token per character instead of running WordPiece. That keeps a simple alignment which the
+span tasks depend on: token 0 is `[CLS]`, token i+1 is character i, the last token is `[SEP]`.
+
+- a character in the vocabulary is its own token;
+- a space-like character (space, tab, newline, U+3000, ...) becomes `[unused1]`;
+- beyond the blog: the checkpoint is uncased, so `A` finds `a`, and a full-width `Ａ`/`１`
+  finds its half-width form, when that is a single character of the vocabulary;
+- anything else becomes `[UNK]`.
+
+    >>> tokenizer = OurTokenizer(load_vocab("data/vocab.txt"))
+    >>> tokenizer.tokenize("今天天气不错")
+    ['[CLS]', '今', '天', '天', '气', '不', '错', '[SEP]']
+"""
+import os
+import unicodedata
+
+from keras_bert import Tokenizer
+
+DEFAULT_VOCAB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vocab.txt")
+SPACE_TOKEN = "[unused1]"
+UNKNOWN_TOKEN = "[UNK]"
+
+
+def load_vocab(path=DEFAULT_VOCAB_PATH):
+    """Read a BERT `vocab.txt` (one token a line, the line number is its id) into {token: id}."""
+    token_dict = {}
+    with open(path, encoding="utf-8") as reader:
+        for line in reader:
+            token_dict.setdefault(line.rstrip("\r\n"), len(token_dict))
+    return token_dict
+
+
+class OurTokenizer(Tokenizer):
+    """keras-bert's Tokenizer with the blog's one-token-per-character `_tokenize`."""
+
+    def _tokenize(self, text):
+        return [self._char_token(char) for char in text]
+
+    def _char_token(self, char):
+        if char in self._token_dict:
+            return char
+        if self._is_space(char):
+            return SPACE_TOKEN
+        # Only single-character fallbacks, so that one character stays one token.
+        for candidate in (char.lower(), unicodedata.normalize("NFKC", char)):
+            for form in (candidate, candidate.lower()):
+                if len(form) == 1 and form in self._token_dict:
+                    return form
+        return UNKNOWN_TOKEN
