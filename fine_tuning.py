@@ -1,0 +1,413 @@
+"""Fine-tuning plumbing shared by sentiment.py, relation_extraction.py and subject_extraction.py.
+
+Only what the three scripts would otherwise copy: the shared flags and the choice of
+checkpoint, reading data files with clear errors, batches padded to their own longest
+sequence (the blog's `seq_padding`), the blog's warmup schedule, and `train()`: Keras `fit`
+with callbacks that keep the best weights, stop on NaN or Ctrl-C, and resume.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+from tqdm import tqdm
+
+from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner
+
+BEST_WEIGHTS_NAME = "best.weights.h5"
+RESUME_DIR_NAME = "resume"
+
+
+class UserError(Exception):
+    """Bad input or a stopped run: the message is for the user, the exit status is 2."""
+
+    exit_status = 2
+
+
+def run(main, argv=None):
+    """Call `main(argv)`; turn a UserError or CheckpointError into one message and exit status 2."""
+    try:
+        main(argv)
+    except (UserError, CheckpointError) as error:
+        print("error: %s" % error, file=sys.stderr)
+        sys.exit(getattr(error, "exit_status", 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------------------------
+
+def make_parser(doc, settings):
+    """The flags every script has, with the script's defaults; the script adds its own extras."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--bert-dir", help="Google BERT folder (bert_config.json, vocab.txt, "
+                        "bert_model.ckpt.*); default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, "
+                        "then a tiny random BERT for trying things out")
+    parser.add_argument("--data-dir", default=settings["data_dir"], help="default: %(default)s")
+    parser.add_argument("--output-dir", default=settings["output_dir"],
+                        help="best weights, logs and resumable state go here (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=settings["epochs"], help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=settings["batch_size"], help="default: %(default)s")
+    parser.add_argument("--maxlen", type=int, default=settings["maxlen"],
+                        help="characters of text kept, the rest is cut (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=settings["lr"], help="learning rate (default: %(default)s)")
+    if "min_lr" in settings:
+        parser.add_argument("--min-lr", type=float, default=settings["min_lr"],
+                            help="learning rate from the third epoch on (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=settings["seed"],
+                        help="fixes the data split, batch order and initial weights (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run saved in --output-dir")
+    parser.add_argument("--no-bucket", dest="bucket", action="store_false",
+                        help="random batches as in the blog, instead of batches of similar length")
+    return parser
+
+
+def parse_flags(parser, argv, tiny_bert_settings):
+    """Parse the flags and find the checkpoint; the tiny one brings its demo settings."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.maxlen < 1:
+        raise UserError("--epochs, --batch-size and --maxlen must be at least 1")
+    checkpoint = find_checkpoint(args.bert_dir)
+    if checkpoint.is_tiny:
+        given = {flag.split("=")[0][2:].replace("-", "_") for flag in argv if flag.startswith("--")}
+        demo_settings = {name: value for name, value in tiny_bert_settings.items() if name not in given}
+        for name, value in demo_settings.items():
+            setattr(args, name, value)
+        print_tiny_banner(demo_settings)
+    keras.utils.set_random_seed(args.seed)
+    return args, checkpoint
+
+
+def check_sequence_length(longest_sequence, checkpoint, flag="--maxlen"):
+    """Refuse sequences longer than the checkpoint's position embeddings (512 in Google's)."""
+    positions = checkpoint.config()["max_position_embeddings"]
+    if longest_sequence > positions:
+        raise UserError("%s gives sequences of up to %d tokens, but %s has only %d positions"
+                        % (flag, longest_sequence, checkpoint.config_path, positions))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data files
+# ---------------------------------------------------------------------------------------------
+
+def read_data_file(path):
+    """The text of a UTF-8 data file (a BOM is allowed); clear errors when missing, empty or GBK."""
+    if not os.path.isfile(path):
+        raise UserError("data file %s not found" % path)
+    with open(path, "rb") as reader:
+        raw = reader.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line_number = raw[:error.start].count(b"\n") + 1
+        hint = "convert it to UTF-8"
+        try:
+            raw.decode("gb18030")
+            hint = "it looks like GBK/GB18030: iconv -f GB18030 -t UTF-8 %s > %s.utf8" % (path, path)
+        except UnicodeDecodeError:
+            pass
+        raise UserError("%s line %d is not UTF-8 (%s)" % (path, line_number, hint))
+    if not text.strip():
+        raise UserError("data file %s is empty" % path)
+    return text
+
+
+def report_truncated(count, total, maxlen, path):
+    if count:
+        print("%s: %d of %d texts were longer than --maxlen %d and were cut" % (path, count, total, maxlen))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+
+def pad(sequences, value=0):
+    """The blog's seq_padding: stack sequences, padded to the longest one of this batch only."""
+    first = np.asarray(sequences[0])
+    width = max(len(sequence) for sequence in sequences)
+    padded = np.full((len(sequences), width) + first.shape[1:], value, dtype=first.dtype)
+    for i, sequence in enumerate(sequences):
+        padded[i, :len(sequence)] = sequence
+    return padded
+
+
+def epoch_batches(lengths, batch_size, seed, epoch, bucket=True):
+    """Index batches for one epoch: every example once, in an order fixed by (seed, epoch).
+
+    With `bucket`, examples are sorted by length within shuffled chunks of 100 batches and the
+    batches shuffled again, so a batch holds similar lengths and little of it is padding.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    if bucket:
+        lengths = np.asarray(lengths)
+        chunk = batch_size * 100
+        order = np.concatenate([
+            part[np.argsort(lengths[part], kind="stable")]
+            for part in np.array_split(order, max(1, math.ceil(len(order) / chunk)))])
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    if bucket:
+        rng.shuffle(batches)
+    return batches
+
+
+def length_sorted_batches(lengths, batch_size):
+    """Evaluation batches: sorted by length, so padding is minimal and the order is fixed."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+class TrainingBatches:
+    """The training set as a prefetching tf.data pipeline of padded batches, new order each epoch.
+
+    `make_batch(indices)` returns one batch as (inputs, targets) or (inputs,) matching
+    `signature`; its first input must be the token ids, from which real and padded tokens
+    are counted for the throughput report.
+    """
+
+    def __init__(self, lengths, make_batch, signature, batch_size, seed, bucket=True):
+        self.lengths = lengths
+        self.make_batch = make_batch
+        self.signature = signature
+        self.batch_size = batch_size
+        self.seed = seed
+        self.bucket = bucket
+        self.epoch = 0
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    def __len__(self):
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def _generate(self):
+        batches = epoch_batches(self.lengths, self.batch_size, self.seed, self.epoch, self.bucket)
+        self.epoch += 1
+        for indices in batches:
+            batch = self.make_batch(indices)
+            token_ids = batch[0][0]
+            self.real_tokens += int(np.count_nonzero(token_ids))
+            self.padded_tokens += token_ids.size
+            yield batch
+
+    def dataset(self):
+        dataset = tf.data.Dataset.from_generator(self._generate, output_signature=self.signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rate
+# ---------------------------------------------------------------------------------------------
+
+class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """The blog's schedule: 0 -> lr over the first epoch, lr -> min_lr over the second, then flat."""
+
+    def __init__(self, lr, min_lr, steps_per_epoch):
+        self.lr = lr
+        self.min_lr = min_lr
+        self.steps_per_epoch = steps_per_epoch
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        steps = float(self.steps_per_epoch)
+        warmup = self.lr * step / steps
+        decay = self.lr + (self.min_lr - self.lr) * (step - steps) / steps
+        return tf.where(step < steps, warmup, tf.where(step < 2 * steps, decay, self.min_lr))
+
+    def get_config(self):
+        return {"lr": self.lr, "min_lr": self.min_lr, "steps_per_epoch": self.steps_per_epoch}
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------------------------
+
+def best_weights_path(output_dir):
+    return os.path.join(output_dir, BEST_WEIGHTS_NAME)
+
+
+def save_weights_atomically(model, path):
+    """Write to a temporary file, then rename: a crash mid-write leaves the previous file whole."""
+    temporary_path = path[:-len(".h5")] + ".partial.h5"
+    model.save_weights(temporary_path)
+    os.replace(temporary_path, path)
+
+
+def load_best_weights(model, output_dir, script):
+    path = best_weights_path(output_dir)
+    if not os.path.isfile(path):
+        raise UserError("no trained weights at %s: train first with `python %s --output-dir %s`"
+                        % (path, script, output_dir))
+    model.load_weights(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+class TrainingInterrupted(UserError):
+    """Raised from a callback at the end of a step, so Keras records no half epoch as done."""
+
+    exit_status = 130  # the shell's status for a process stopped by Ctrl-C
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ctrl-C or SIGTERM: finish the current step, then stop (the resumable state stays)."""
+
+    def __init__(self):
+        super().__init__()
+        self.previous_handlers = {}
+
+    def on_train_begin(self, logs=None):
+        self.signal_name = None
+        self.previous_handlers = {
+            signum: signal.signal(signum, self._remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def _remember(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.signal_name:
+            raise TrainingInterrupted(self.signal_name)
+
+    def restore_handlers(self):
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)
+        self.previous_handlers = {}
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """A NaN or infinite loss stops training with advice; the best weights so far stay."""
+
+    def __init__(self, lr, path):
+        super().__init__()
+        self.lr = lr
+        self.path = path
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise UserError("the loss became %s at epoch %d, step %d; the best weights so far are kept "
+                            "at %s. Try a lower --lr than %g." % (loss, self.epoch + 1, batch + 1, self.path, self.lr))
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """A tqdm bar per epoch with the running loss and the real (non-padding) tokens per second."""
+
+    def __init__(self, batches, epochs):
+        super().__init__()
+        self.batches = batches
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=len(self.batches), desc="epoch %d/%d" % (epoch + 1, self.epochs),
+                        unit="step", dynamic_ncols=True)
+        self.start_time = time.time()
+        self.start_tokens = (self.batches.real_tokens, self.batches.padded_tokens)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        self.bar.set_postfix(loss="%.4f" % (logs or {}).get("loss", float("nan")), refresh=False)
+
+    def epoch_summary(self):
+        seconds = time.time() - self.start_time
+        real = self.batches.real_tokens - self.start_tokens[0]
+        padded = self.batches.padded_tokens - self.start_tokens[1]
+        return "%.1f s, %.0f tokens/s, %.1f%% padding" % (
+            seconds, real / max(seconds, 1e-9), 100.0 * (1 - real / max(padded, 1)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+class KeepBestWeights(keras.callbacks.Callback):
+    """Evaluate on dev after every epoch; weights that beat the best so far replace it."""
+
+    def __init__(self, evaluate, metric_name, output_dir, progress, best=-math.inf):
+        super().__init__()
+        self.evaluate = evaluate
+        self.metric_name = metric_name
+        self.path = best_weights_path(output_dir)
+        self.state_path = os.path.join(output_dir, RESUME_DIR_NAME, "state.json")
+        self.progress = progress
+        self.best = best
+
+    def on_epoch_end(self, epoch, logs=None):
+        summary = self.progress.epoch_summary()
+        score = self.evaluate()
+        note = ""
+        if score > self.best:
+            self.best = score
+            save_weights_atomically(self.model, self.path)
+            note = ", saved"
+        print("epoch %d: loss %.4f, dev %s %.4f (best %.4f%s), %s"
+              % (epoch + 1, (logs or {}).get("loss", float("nan")), self.metric_name, score,
+                 self.best, note, summary), flush=True)
+        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        with open(self.state_path + ".partial", "w") as writer:
+            json.dump({"epochs_done": epoch + 1, "best": self.best}, writer)
+        os.replace(self.state_path + ".partial", self.state_path)
+
+
+def train(model, batches, evaluate, args, metric_name, script):
+    """`model.fit` for `args.epochs` with the shared callbacks; returns the best dev metric.
+
+    The model must be compiled. `evaluate()` returns the dev metric (higher is better).
+    Afterwards the model holds the best weights.
+    """
+    resume_dir = os.path.join(args.output_dir, RESUME_DIR_NAME)
+    state_path = os.path.join(resume_dir, "state.json")
+    best = -math.inf
+    if args.resume:
+        if not os.path.isfile(state_path):
+            raise UserError("nothing to resume in %s: no interrupted run was saved there" % args.output_dir)
+        with open(state_path) as reader:
+            state = json.load(reader)
+        batches.epoch, best = state["epochs_done"], state["best"]
+        print("resuming after epoch %d of %d, best dev %s so far %.4f"
+              % (batches.epoch, args.epochs, metric_name, best))
+    elif os.path.isdir(resume_dir):
+        raise UserError("%s holds an interrupted run: add --resume to continue it, or delete %s to "
+                        "start over" % (args.output_dir, resume_dir))
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    progress = ProgressBar(batches, args.epochs)
+    stop_on_signal = StopOnSignal()
+    keep_best_weights = KeepBestWeights(evaluate, metric_name, args.output_dir, progress, best)
+    callbacks = [
+        progress,
+        StopOnNaN(args.lr, best_weights_path(args.output_dir)),
+        stop_on_signal,
+        keep_best_weights,
+        # Weights, optimizer state (so the schedule's step) and epoch count, saved every epoch.
+        keras.callbacks.BackupAndRestore(resume_dir),
+        keras.callbacks.TensorBoard(os.path.join(args.output_dir, "logs"), write_graph=False),
+    ]
+    try:
+        model.fit(batches.dataset(), epochs=args.epochs, callbacks=callbacks, verbose=0)
+    except TrainingInterrupted as interruption:
+        raise TrainingInterrupted(
+            "stopped by %s; the best weights are kept at %s and the last finished epoch in %s. "
+            "To continue, run the same command with --resume" % (interruption, best_weights_path(args.output_dir), resume_dir))
+    except tf.errors.ResourceExhaustedError:
+        raise UserError("out of memory. Try a smaller --batch-size or --maxlen; the best weights so far "
+                        "are kept at %s" % best_weights_path(args.output_dir))
+    finally:
+        stop_on_signal.restore_handlers()
+    load_best_weights(model, args.output_dir, script)
+    return keep_best_weights.best
