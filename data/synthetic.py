@@ -6,6 +6,7 @@ for the tests, where a tiny model must be able to learn the task. The texts are 
     python data/synthetic.py sentiment --out /tmp/sentiment --examples 5000
 """
 import argparse
+import json
 import os
 import random
 
@@ -41,7 +42,125 @@ def write_sentiment(out_dir, count, seed):
             writer.writelines("%s\t%d\n" % (text, label) for text, label in rows)
 
 
-WRITERS = {"sentiment": write_sentiment}
+# ---------------------------------------------------------------------------------------------
+# Relation extraction: DuIE 2019 JSON lines (train_data.json, dev_data.json, all_50_schemas)
+# ---------------------------------------------------------------------------------------------
+
+RELATION_SCHEMAS = [  # (subject_type, predicate, object_type), as in DuIE's all_50_schemas
+    ("图书作品", "作者", "人物"), ("图书作品", "出版社", "出版社"), ("人物", "出生地", "地点"),
+    ("人物", "出生日期", "Date"), ("人物", "毕业院校", "学校"), ("人物", "国籍", "国家"),
+    ("影视作品", "导演", "人物"), ("影视作品", "主演", "人物"), ("影视作品", "上映时间", "Date"),
+    ("歌曲", "歌手", "人物"), ("歌曲", "所属专辑", "音乐专辑"), ("歌曲", "作词", "人物"),
+    ("歌曲", "作曲", "人物"),
+]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+GIVEN_CHARS = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚华玉萍红玲芬燕春兰凤洁梅琳云雪荣爱香月瑞凡佳嘉琼珍莉晶妍秋珊锦青倩婷颖露瑶怡丹蓉君琴蕊薇梦岚馨韵宁欣晓欢枫菲亚宜可舒思浩宇轩然博文志鹏昊天子墨俊辰睿泽航飞鑫"
+TITLE_PARTS = ["星光", "远方", "夜雨", "青春", "故乡", "梦想", "风云", "归途", "海岸", "时光", "秋水", "长河",
+               "旧城", "白鹭", "春日", "孤岛", "烟火", "山海", "少年", "明月", "北方", "晚风", "花开", "追光"]
+TITLE_SUFFIXES = ["", "", "", "传", "记", "之歌", "往事", "的你", "1987", "人家"]
+PLACES = ["北京", "上海", "广州", "杭州", "成都", "南京", "武汉", "西安", "长沙", "重庆", "天津", "苏州",
+          "湖南长沙", "山东济南", "浙江温州", "四川绵阳", "辽宁大连", "福建厦门", "台湾台北", "香港"]
+SCHOOLS = ["北京大学", "清华大学", "复旦大学", "浙江大学", "南京大学", "武汉大学", "中山大学", "四川大学",
+           "厦门大学", "北京电影学院", "中央戏剧学院", "上海戏剧学院", "中央音乐学院", "南开大学"]
+COUNTRIES = ["中国", "美国", "日本", "韩国", "英国", "法国", "加拿大", "新加坡", "澳大利亚", "马来西亚"]
+PUBLISHERS = ["人民文学出版社", "作家出版社", "长江文艺出版社", "上海译文出版社", "中信出版社", "湖南文艺出版社"]
+JOBS = ["演员", "歌手", "作家", "导演", "主持人", "编剧", "词曲作者", "企业家"]
+
+
+def relation_examples(count, seed=0):
+    """DuIE-style {"text", "spo_list"} dicts from templates, with made-up names and titles.
+
+    Names and titles are random, so a model must find them from the sentence patterns around
+    them; one template has two subjects and some have one subject with several objects.
+    """
+    rng = random.Random(seed)
+
+    def person():
+        return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN_CHARS) for _ in range(rng.randint(1, 2)))
+
+    def people(n):
+        names = []
+        while len(names) < n:
+            name = person()
+            if all(name not in other and other not in name for other in names):
+                names.append(name)
+        return names
+
+    def title():
+        parts = rng.sample(TITLE_PARTS, rng.randint(1, 2))
+        return "".join(parts) + rng.choice(TITLE_SUFFIXES)
+
+    def date():
+        return "%d年%d月%d日" % (rng.randint(1950, 2005), rng.randint(1, 12), rng.randint(1, 28))
+
+    def spo(subject, predicate, obj):
+        subject_type, _, object_type = next(schema for schema in RELATION_SCHEMAS if schema[1] == predicate)
+        return {"predicate": predicate, "object_type": object_type, "subject_type": subject_type,
+                "object": obj, "subject": subject}
+
+    def book():
+        name, writer, publisher = title(), person(), rng.choice(PUBLISHERS)
+        text = rng.choice(["《%s》是%s创作的长篇小说，%d年由%s出版",
+                           "《%s》是%s所著的一部散文集，由%s出版发行"])
+        if "%d" in text:
+            text = text % (name, writer, rng.randint(1980, 2018), publisher)
+        else:
+            text = text % (name, writer, publisher)
+        return text, [spo(name, "作者", writer), spo(name, "出版社", publisher)]
+
+    def biography():
+        name, born, place, school = person(), date(), rng.choice(PLACES), rng.choice(SCHOOLS)
+        job = rng.choice(JOBS)
+        if rng.random() < 0.5:
+            text = "%s，%s出生于%s，中国内地%s，毕业于%s" % (name, born, place, job, school)
+            return text, [spo(name, "出生日期", born), spo(name, "出生地", place), spo(name, "毕业院校", school)]
+        country = rng.choice(COUNTRIES)
+        text = "%s，%s籍%s，出生于%s，%d年考入%s" % (name, country, job, place, rng.randint(1970, 2015), school)
+        return text, [spo(name, "国籍", country), spo(name, "出生地", place), spo(name, "毕业院校", school)]
+
+    def film():
+        name, (director, lead, second) = title(), people(3)
+        if rng.random() < 0.5:
+            text = "《%s》是由%s执导，%s、%s主演的%s" % (name, director, lead, second, rng.choice(["电影", "电视剧", "爱情片"]))
+            return text, [spo(name, "导演", director), spo(name, "主演", lead), spo(name, "主演", second)]
+        released = date()
+        text = "%s主演的电影《%s》于%s上映，导演是%s" % (lead, name, released, director)
+        return text, [spo(name, "主演", lead), spo(name, "上映时间", released), spo(name, "导演", director)]
+
+    def song():
+        name, album, (singer, writer, composer) = title(), title(), people(3)
+        if rng.random() < 0.5:
+            text = "《%s》是%s演唱的一首歌曲，收录于专辑《%s》中" % (name, singer, album)
+            return text, [spo(name, "歌手", singer), spo(name, "所属专辑", album)]
+        text = "《%s》由%s作词，%s作曲，%s演唱" % (name, writer, composer, singer)
+        return text, [spo(name, "作词", writer), spo(name, "作曲", composer), spo(name, "歌手", singer)]
+
+    def classmates():
+        first, second = people(2)
+        school = rng.choice(SCHOOLS)
+        text = "%s和%s都毕业于%s，两人是同班同学" % (first, second, school)
+        return text, [spo(first, "毕业院校", school), spo(second, "毕业院校", school)]
+
+    templates = [book, biography, film, song, classmates]
+    examples = []
+    for _ in range(count):
+        text, spo_list = rng.choice(templates)()
+        examples.append({"text": text + "。", "spo_list": spo_list})
+    return examples
+
+
+def write_relation(out_dir, count, seed):
+    examples = relation_examples(count, seed)
+    dev_size = max(1, count // 10)
+    for name, rows in (("dev_data.json", examples[:dev_size]), ("train_data.json", examples[dev_size:])):
+        with open(os.path.join(out_dir, name), "w", encoding="utf-8") as writer:
+            writer.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    with open(os.path.join(out_dir, "all_50_schemas"), "w", encoding="utf-8") as writer:
+        writer.writelines(json.dumps({"object_type": object_type, "predicate": predicate, "subject_type": subject_type},
+                                     ensure_ascii=False) + "\n" for subject_type, predicate, object_type in RELATION_SCHEMAS)
+
+
+WRITERS = {"sentiment": write_sentiment, "relation": write_relation}
 
 
 def main():
