@@ -6,6 +6,7 @@ for the tests, where a tiny model must be able to learn the task. The texts are 
     python data/synthetic.py sentiment --out /tmp/sentiment --examples 5000
 """
 import argparse
+import csv
 import json
 import os
 import random
@@ -40,6 +41,71 @@ def write_sentiment(out_dir, count, seed):
     for name, rows in (("dev.tsv", examples[:dev_size]), ("train.tsv", examples[dev_size:])):
         with open(os.path.join(out_dir, name), "w", encoding="utf-8") as writer:
             writer.writelines("%s\t%d\n" % (text, label) for text, label in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Event subjects (CCKS 2019): `id,text,event_type,entity` rows without a header
+# (event_type_entity_extract_train.csv; event_type_entity_extract_eval.csv lacks the entity)
+# ---------------------------------------------------------------------------------------------
+
+# Each sentence names several companies, each with a different event, so that only the event
+# type tells which company is the answer: the model has to read the `___event_type___` prefix.
+SUBJECT_EVENTS = {
+    "资金账户风险": ["{company}资金链断裂，多个银行账户被冻结", "{company}出现兑付危机，涉及资金{amount}万元",
+               "{company}因债务逾期被申请冻结资金账户"],
+    "涉嫌欺诈": ["{company}涉嫌合同诈骗被客户起诉", "{company}被指以高息为诱饵骗取投资者资金", "{company}涉嫌欺诈发行股票"],
+    "财务造假": ["{company}因虚增利润被证监会立案调查", "{company}被曝连续三年财务造假", "{company}年报收入数据涉嫌造假"],
+    "实控人股东变更": ["{company}实际控制人拟变更为地方国资委", "{company}控股股东转让全部股份", "{company}第一大股东变更"],
+    "评级调整": ["{company}主体信用评级被下调至AA-", "评级机构将{company}的评级展望调整为负面", "{company}债项评级遭下调"],
+    "高管负面": ["{company}董事长被警方带走调查", "{company}总经理涉嫌内幕交易", "{company}财务总监突然失联"],
+    "涉嫌违法": ["{company}因违规排污被处以罚款", "{company}涉嫌非法集资{amount}万元被立案", "{company}未按规定披露关联交易被处罚"],
+    "业绩下滑": ["{company}前三季度净利润同比下降{percent}%", "{company}上半年营收大幅下滑", "{company}预计全年亏损{amount}万元"],
+    "重组失败": ["{company}宣布终止重大资产重组", "{company}并购方案未获证监会通过", "{company}重组事项告吹"],
+    "其他": ["{company}召开年度股东大会", "{company}发布\"澄清公告\"", "{company}与高校签署战略合作协议"],
+}
+COMPANY_PREFIXES = ["", "", "", "", "*ST", "ST "]  # "ST " puts a space inside some names
+COMPANY_CORES = ["华信", "中安", "康得", "东方", "金鹰", "海润", "天宇", "瑞丰", "宏达", "长城", "新纪元", "恒泰",
+                 "鼎盛", "汇通", "远洋", "华夏", "凯乐", "正源", "乐视", "中弘", "保千里", "神雾", "金正大", "盛运"]
+COMPANY_SUFFIXES = ["股份有限公司", "集团", "科技", "银行", "证券", "控股", "实业", "信托", "地产", "环保", ""]
+SUBJECT_OPENINGS = ["", "", "据新浪财经报道，", "记者获悉，", "公告显示，", "据\"证券时报\"消息，"]
+
+
+def subject_examples(count, seed=0):
+    """`count` rows (id, text, event_type, entity); the entity of type 其他 is empty.
+
+    About 1 row in 50 names its entity in a form the text does not contain, as real data does.
+    """
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < count:
+        event_types = rng.sample(sorted(SUBJECT_EVENTS), rng.randint(1, 3))
+        # Distinct cores, so that no company's name lies inside another's.
+        companies = [rng.choice(COMPANY_PREFIXES) + core + rng.choice(COMPANY_SUFFIXES)
+                     for core in rng.sample(COMPANY_CORES, len(event_types))]
+        clauses = []
+        for event_type, company in zip(event_types, companies):
+            clause = rng.choice(SUBJECT_EVENTS[event_type]).format(
+                company=company, amount="{:,}".format(rng.randint(1, 900) * 100), percent=rng.randint(5, 95))
+            if rng.random() < 0.2:  # the subject named twice
+                clause = "%s发布公告称，%s" % (company, clause)
+            clauses.append(clause)
+        text = rng.choice(SUBJECT_OPENINGS) + "；".join(clauses) + "。"
+        for event_type, company in zip(event_types, companies):
+            entity = "" if event_type == "其他" else company
+            if entity and rng.random() < 0.02:
+                entity += "（集团）"
+            rows.append((str(100000 + len(rows)), text, event_type, entity))
+    return rows[:count]
+
+
+def write_subject(out_dir, count, seed):
+    """event_type_entity_extract_train.csv with `count` rows, and an eval file a tenth as long."""
+    train_rows = subject_examples(count, seed)
+    eval_rows = [row[:3] for row in subject_examples(max(1, count // 5), seed + 1) if row[2] != "其他"]
+    for name, rows in (("event_type_entity_extract_train.csv", train_rows),
+                       ("event_type_entity_extract_eval.csv", eval_rows[:max(1, count // 10)])):
+        with open(os.path.join(out_dir, name), "w", encoding="utf-8", newline="") as writer:
+            csv.writer(writer, lineterminator="\n").writerows(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +226,7 @@ def write_relation(out_dir, count, seed):
                                      ensure_ascii=False) + "\n" for subject_type, predicate, object_type in RELATION_SCHEMAS)
 
 
-WRITERS = {"sentiment": write_sentiment, "relation": write_relation}
+WRITERS = {"sentiment": write_sentiment, "relation": write_relation, "subject": write_subject}
 
 
 def main():
