@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -215,5 +216,8 @@ def load_bert(checkpoint):
     """keras-bert's backbone with the checkpoint's weights, all layers trainable, any length."""
     from keras_bert import load_trained_model_from_checkpoint
 
-    return load_trained_model_from_checkpoint(
-        checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True)
+    with warnings.catch_warnings():
+        # keras-bert reuses one unseeded initializer; harmless, since the checkpoint overwrites it.
+        warnings.filterwarnings("ignore", message="The initializer .* is unseeded")
+        return load_trained_model_from_checkpoint(
+            checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner
 
-BEST_WEIGHTS_NAME = "best.weights.h5"
+BEST_WEIGHTS_NAME = "best_weights.h5"  # not ".weights.h5": Keras 2.15 reads that suffix as its new format
 RESUME_DIR_NAME = "resume"
 
 
@@ -313,7 +313,7 @@ class ProgressBar(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.bar = tqdm(total=len(self.batches), desc="epoch %d/%d" % (epoch + 1, self.epochs),
-                        unit="step", dynamic_ncols=True)
+                        unit="step", dynamic_ncols=True, disable=None)  # None: no bar when not a terminal
         self.start_time = time.time()
         self.start_tokens = (self.batches.real_tokens, self.batches.padded_tokens)
 

@@ -1,0 +1,203 @@
+"""Sentiment classification of Chinese reviews by fine-tuning Chinese BERT.
+
+The first example of the blog post "当Bert遇上Keras" (kexue.fm/archives/6736): the smallest
+possible head on top of BERT, the `[CLS]` vector into `Dense(1, activation='sigmoid')`, trained
+with binary cross-entropy and `Adam(1e-5)` for 5 epochs; the blog reaches 95.5%+ validation
+accuracy on its ~21k reviews.
+
+Data: `--data-dir` holds `train.tsv` and, optionally, `dev.tsv` and `test.tsv`; each line is
+`text<TAB>label`, label 0 (negative) or 1 (positive), UTF-8. Without `dev.tsv` a tenth of the
+training set is held out, as in the blog. The bundled `data/sentiment` is a slice of real reviews.
+
+    python sentiment.py                                 # train, keep the best dev weights
+    python sentiment.py --bert-dir chinese_L-12_H-768_A-12 --data-dir my_reviews
+    python sentiment.py --predict "这家店的服务太好了" "质量太差，不会再买"
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up INFO lines, keep warnings
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow import keras  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bert_checkpoint import load_bert  # noqa: E402
+from fine_tuning import (  # noqa: E402
+    TrainingBatches, UserError, check_sequence_length, length_sorted_batches, load_best_weights,
+    make_parser, pad, parse_flags, read_data_file, report_truncated, run, train)
+from tokenizer import OurTokenizer, load_vocab  # noqa: E402
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------------------------------------
+# Settings: the blog's defaults; each one is overridden by the flag of the same name.
+# ---------------------------------------------------------------------------------------------
+
+SETTINGS = dict(
+    data_dir=os.path.join(PROJECT_DIR, "data", "sentiment"),
+    output_dir="outputs/sentiment",
+    epochs=5,
+    batch_size=32,
+    maxlen=100,
+    lr=1e-5,
+    seed=42,
+)
+# A tiny random BERT barely moves at the blog's learning rate; these make it learn visibly.
+TINY_BERT_SETTINGS = dict(lr=5e-4, epochs=3)
+
+
+def build_parser():
+    parser = make_parser(__doc__, SETTINGS)
+    parser.add_argument("--predict", nargs="+", metavar="TEXT",
+                        help="print the positive probability of each TEXT with the saved best weights")
+    parser.add_argument("--predict-file", metavar="FILE",
+                        help="like --predict, for every line of FILE")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: `text<TAB>label` lines
+# ---------------------------------------------------------------------------------------------
+
+def read_tsv(path):
+    """[(text, label)] from a `text<TAB>label` file; a header line such as `text<TAB>label` is skipped."""
+    examples = []
+    for line_number, line in enumerate(read_data_file(path).split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        text, tab, label = line.rpartition("\t")
+        if not tab:
+            raise UserError("%s line %d: expected text<TAB>label, found no tab" % (path, line_number))
+        if label.strip() not in ("0", "1"):
+            if line_number == 1 and not label.strip().isdigit():
+                continue  # a header
+            raise UserError("%s line %d: the label must be 0 or 1, found %r" % (path, line_number, label))
+        examples.append((text, int(label)))
+    if not examples:
+        raise UserError("%s holds no labelled text" % path)
+    return examples
+
+
+def load_data(data_dir, seed):
+    """{'train': [...], 'dev': [...], 'test': [...] or None}; without dev.tsv a 9:1 split as the blog."""
+    data = {"train": read_tsv(os.path.join(data_dir, "train.tsv"))}
+    dev_path = os.path.join(data_dir, "dev.tsv")
+    if os.path.exists(dev_path):
+        data["dev"] = read_tsv(dev_path)
+    else:
+        order = np.random.default_rng(seed).permutation(len(data["train"]))
+        held_out = set(order[:max(1, len(order) // 10)].tolist())
+        data["dev"] = [example for i, example in enumerate(data["train"]) if i in held_out]
+        data["train"] = [example for i, example in enumerate(data["train"]) if i not in held_out]
+    test_path = os.path.join(data_dir, "test.tsv")
+    data["test"] = read_tsv(test_path) if os.path.exists(test_path) else None
+    for name, examples in data.items():
+        if examples:
+            positive = sum(label for _, label in examples)
+            print("%s: %d texts, %.1f%% positive" % (name, len(examples), 100.0 * positive / len(examples)))
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: one token per character, each batch padded to its own longest text
+# ---------------------------------------------------------------------------------------------
+
+def encode_texts(tokenizer, texts, maxlen, source):
+    """Token ids and segment ids of each text cut to `maxlen` characters (the blog's `text[:maxlen]`)."""
+    encoded = [tokenizer.encode(first=text[:maxlen]) for text in texts]
+    report_truncated(sum(len(text) > maxlen for text in texts), len(texts), maxlen, source)
+    return encoded
+
+
+def make_batch(encoded, labels, indices):
+    """((token_ids, segment_ids), labels) for the examples at `indices`."""
+    token_ids = pad([encoded[i][0] for i in indices])
+    segment_ids = pad([encoded[i][1] for i in indices])
+    return (token_ids, segment_ids), np.asarray(labels, dtype=np.float32)[indices, None]
+
+
+BATCH_SIGNATURE = (
+    (tf.TensorSpec((None, None), tf.int64), tf.TensorSpec((None, None), tf.int64)),
+    tf.TensorSpec((None, 1), tf.float32),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model: the blog's ten lines
+# ---------------------------------------------------------------------------------------------
+
+def build_model(checkpoint, lr):
+    bert = load_bert(checkpoint)
+    token_ids = keras.layers.Input(shape=(None,), name="token_ids")
+    segment_ids = keras.layers.Input(shape=(None,), name="segment_ids")
+    x = bert([token_ids, segment_ids])
+    x = keras.layers.Lambda(lambda x: x[:, 0], name="cls_vector")(x)
+    p = keras.layers.Dense(1, activation="sigmoid", name="positive_probability")(x)
+    model = keras.Model([token_ids, segment_ids], p)
+    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"])
+    return model
+
+
+def predict_probabilities(model, encoded, batch_size):
+    """The positive probability of each encoded text, batched by length so little is padding."""
+    probabilities = np.zeros(len(encoded), dtype=np.float32)
+    batches = length_sorted_batches([len(token_ids) for token_ids, _ in encoded], batch_size)
+    for indices in tqdm(batches, desc="predicting", unit="batch", leave=False, disable=None):
+        (token_ids, segment_ids), _ = make_batch(encoded, np.zeros(len(encoded)), indices)
+        probabilities[indices] = model.predict_on_batch([token_ids, segment_ids])[:, 0]
+    return probabilities
+
+
+def accuracy(model, encoded, labels, batch_size):
+    predictions = predict_probabilities(model, encoded, batch_size) > 0.5
+    return float(np.mean(predictions == np.asarray(labels, dtype=bool)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction: from the saved best weights, on new text
+# ---------------------------------------------------------------------------------------------
+
+def predict(args, checkpoint, tokenizer):
+    texts = list(args.predict or [])
+    if args.predict_file:
+        texts += [line.strip() for line in read_data_file(args.predict_file).split("\n") if line.strip()]
+    model = build_model(checkpoint, args.lr)
+    load_best_weights(model, args.output_dir, "sentiment.py")
+    encoded = encode_texts(tokenizer, texts, args.maxlen, args.predict_file or "--predict")
+    for text, probability in zip(texts, predict_probabilities(model, encoded, args.batch_size)):
+        print("%.4f\t%s" % (probability, text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    args, checkpoint = parse_flags(build_parser(), argv, TINY_BERT_SETTINGS)
+    check_sequence_length(args.maxlen + 2, checkpoint)
+    tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
+    if args.predict or args.predict_file:
+        return predict(args, checkpoint, tokenizer)
+
+    data = load_data(args.data_dir, args.seed)
+    encoded = {name: encode_texts(tokenizer, [text for text, _ in examples], args.maxlen, name)
+               for name, examples in data.items() if examples}
+    labels = {name: [label for _, label in examples] for name, examples in data.items() if examples}
+
+    model = build_model(checkpoint, args.lr)
+    batches = TrainingBatches(
+        lengths=[len(token_ids) for token_ids, _ in encoded["train"]],
+        make_batch=lambda indices: make_batch(encoded["train"], labels["train"], indices),
+        signature=BATCH_SIGNATURE, batch_size=args.batch_size, seed=args.seed, bucket=args.bucket)
+    best = train(model, batches, lambda: accuracy(model, encoded["dev"], labels["dev"], args.batch_size),
+                 args, "accuracy", "sentiment.py")
+    if "test" in encoded:
+        print("test accuracy with the best dev weights: %.4f"
+              % accuracy(model, encoded["test"], labels["test"], args.batch_size))
+    print("best dev accuracy: %.4f" % best)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,239 @@
+import csv
+import os
+import re
+
+import numpy as np
+import pytest
+
+import subject_extraction as se
+import synthetic
+from fine_tuning import UserError, best_weights_path
+from tokenizer import OurTokenizer, load_vocab
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return OurTokenizer(load_vocab())
+
+
+def write_csv(path, rows, bom=False):
+    with open(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as writer:
+        csv.writer(writer, lineterminator="\n").writerows(rows)
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The joined sequence and its labels
+# ---------------------------------------------------------------------------------------------
+
+def test_joined_sequence_is_cls_prefix_text_sep_and_text_start_is_the_first_text_token(tokenizer):
+    token_ids, segment_ids, text_start = se.encode(tokenizer, "实控人股东变更", "华信集团易主")
+    tokens = ["[CLS]", "_", "_", "_", "实", "控", "人", "股", "东", "变", "更", "_", "_", "_",
+              "华", "信", "集", "团", "易", "主", "[SEP]"]
+    assert token_ids == [tokenizer._token_dict[token] for token in tokens]
+    assert segment_ids == [0] * len(tokens)
+    assert text_start == 14 and tokens[text_start] == "华"
+
+
+def test_answer_is_the_first_occurrence_of_an_entity_named_twice(tokenizer):
+    example = se.Example("1", "据报道，华信发布公告称，华信被调查", "涉嫌违法", "华信")
+    encoded = [se.encode(tokenizer, example.event_type, example.text)]
+    # prefix ___涉嫌违法___ is 10 characters, so the text starts at token 11; 华 is its 5th character
+    assert se.answer_positions(encoded, [example], 128, "train") == {0: (15, 16)}
+
+
+def test_a_space_in_the_text_stays_one_token_so_positions_still_match_characters(tokenizer):
+    example = se.Example("1", "ST 华信被罚", "涉嫌违法", "ST 华信")
+    encoded = [se.encode(tokenizer, example.event_type, example.text)]
+    token_ids, _, text_start = encoded[0]
+    assert token_ids[text_start + 2] == tokenizer._token_dict["[unused1]"]
+    assert len(token_ids) == 1 + 10 + len(example.text) + 1
+    assert se.answer_positions(encoded, [example], 128, "train") == {0: (11, 15)}
+
+
+def test_an_entity_cut_off_by_maxlen_is_not_trained_on_and_is_counted(tokenizer, capsys):
+    examples = [se.Example("1", "华信被罚", "涉嫌违法", "华信"), se.Example("2", "据报道，华信被罚", "涉嫌违法", "华信")]
+    encoded = se.encode_questions(tokenizer, examples, 5, "train")
+    assert se.answer_positions(encoded, examples, 5, "train") == {0: (11, 12)}
+    output = capsys.readouterr().out
+    assert "1 of 2 texts were longer than --maxlen 5" in output
+    assert "1 entities lie beyond --maxlen 5" in output
+
+
+def test_batches_are_padded_to_their_longest_sequence_with_one_hot_start_and_end(tokenizer):
+    examples = [se.Example("1", "华信被罚", "涉嫌违法", "华信"), se.Example("2", "因故，金鹰科技被罚", "涉嫌违法", "金鹰科技")]
+    encoded = se.encode_questions(tokenizer, examples, 128, "train")
+    positions = se.answer_positions(encoded, examples, 128, "train")
+    (token_ids, segment_ids, start, end), = se.make_batch(encoded, positions, [1, 0])
+    assert token_ids.shape == segment_ids.shape == start.shape == end.shape == (2, 21)
+    assert token_ids[1, 16:].tolist() == [0] * 5
+    assert np.argmax(start, 1).tolist() == [14, 11] and np.argmax(end, 1).tolist() == [17, 12]
+    assert start.sum() == end.sum() == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the contest's CSV files
+# ---------------------------------------------------------------------------------------------
+
+def test_csv_reader_handles_a_bom_quoted_commas_doubled_quotes_and_a_line_break_in_a_field(tmp_path, capsys):
+    path = write_csv(tmp_path / "train.csv", [
+        ["1", '华信亏损1,200万元，发布"澄清公告"', "业绩下滑", "华信"],
+        ["2", "金鹰科技董事长失联，\n公司停牌", "高管负面", "金鹰科技"],
+        ["3", "远洋地产召开股东大会", "其他", ""],
+    ], bom=True)
+    with open(path, encoding="utf-8") as reader:
+        assert reader.read(1) == "\ufeff" and '"华信亏损1,200万元，发布""澄清公告"""' in reader.read()
+    examples = se.read_labelled(path)
+    assert examples == [se.Example("1", '华信亏损1,200万元，发布"澄清公告"', "业绩下滑", "华信"),
+                        se.Example("2", "金鹰科技董事长失联，\n公司停牌", "高管负面", "金鹰科技")]
+    assert "2 rows with a subject, 1 of type 其他 left out" in capsys.readouterr().out
+
+
+def test_a_row_with_too_few_columns_is_an_error_naming_the_file_and_its_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('1,"两行\n的文本",高管负面,两行\n\n2,华信被罚,涉嫌违法\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"train\.csv line 4: expected 4 comma-separated columns "
+                                        r"\(id, text, event_type, entity\), found 3"):
+        se.read_labelled(str(path))
+
+
+def test_rows_whose_entity_is_not_in_the_text_are_skipped_and_counted(tmp_path, capsys):
+    path = write_csv(tmp_path / "train.csv", [
+        ["1", "华信被罚", "涉嫌违法", "华信"], ["2", "华信被罚", "涉嫌违法", "华信集团"], ["3", "华信被罚", "涉嫌违法", ""]])
+    assert [example.id for example in se.read_labelled(path)] == ["1"]
+    assert "2 rows skipped because their entity does not occur in their text (lines 2, 3)" in capsys.readouterr().out
+
+
+def test_a_file_with_nothing_left_after_skipping_is_an_error(tmp_path):
+    path = write_csv(tmp_path / "train.csv", [["1", "华信开会", "其他", ""], ["2", "华信被罚", "涉嫌违法", "金鹰"]])
+    with pytest.raises(UserError, match=r"train\.csv has no row"):
+        se.read_labelled(path)
+
+
+def test_dev_is_a_fixed_one_in_nine_of_the_training_rows(tmp_path):
+    rows = synthetic.subject_examples(300, seed=3)
+    write_csv(tmp_path / se.TRAIN_FILE_NAME, rows)
+    first, again, other_seed = (se.load_data(str(tmp_path), None, seed) for seed in (1, 1, 2))
+    usable = len(first["train"]) + len(first["dev"])
+    assert len(first["dev"]) == -(-usable // 9)
+    assert first["dev"] == again["dev"] and first["dev"] != other_seed["dev"]
+    assert not set(first["dev"]) & set(first["train"]) and first["eval"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+def test_decoder_takes_the_best_pair_with_end_not_before_start_not_two_argmaxes():
+    start = np.array([0, 0, 0, 5, 0, 9, 0, 0], float)
+    end = np.array([0, 0, 0, 8, 4, 0, 0, 0], float)
+    # Independent argmaxes give start 5, end 3; the best pair with end >= start is (3, 3): 5 + 8.
+    assert se.best_span(start, end, 1, 7) == (3, 3)
+    end[6] = 5  # now (5, 6) scores 9 + 5 = 14 > 13
+    assert se.best_span(start, end, 1, 7) == (5, 6)
+
+
+def test_decoder_never_returns_the_prefix_cls_sep_or_padding():
+    start = np.full(12, -1.0)
+    end = np.full(12, -1.0)
+    start[[0, 2, 9, 10, 11]] = end[[0, 2, 9, 10, 11]] = 100  # [CLS], prefix, [SEP], padding
+    start[6], end[7] = 1, 1
+    assert se.best_span(start, end, 4, 9) == (6, 7)
+
+
+def test_max_span_limits_the_entity_length():
+    start = np.array([0, 3, 0, 0, 0, 0], float)
+    end = np.array([0, 0, 1, 0, 0, 4], float)
+    assert se.best_span(start, end, 1, 6) == (1, 5)
+    assert se.best_span(start, end, 1, 6, max_span=3) == (1, 2)
+    assert se.best_span(start, end, 1, 6, max_span=1) == (1, 1)
+
+
+class FixedLogits:
+    """A stand-in model that puts the start and end logits at chosen characters of each text."""
+
+    def __init__(self, spans):
+        self.spans = spans
+
+    def predict_on_batch(self, inputs):
+        token_ids = inputs[0]
+        start, end = np.zeros(token_ids.shape), np.zeros(token_ids.shape)
+        for row, ids in enumerate(token_ids):
+            (start_char, end_char), = [span for key, span in self.spans.items() if tuple(ids[:len(key)]) == key]
+            start[row, start_char], end[row, end_char] = 10, 10
+        return start, end
+
+
+def test_predicted_spans_are_cut_from_the_original_characters(tokenizer):
+    examples = [se.Example("1", "ST 华信被罚", "违法", None), se.Example("2", "据报道，Ａ公司造假", "财务造假", None)]
+    encoded = se.encode_questions(tokenizer, examples, 128, "eval")
+    spans = {tuple(encoded[0][0]): (9, 13), tuple(encoded[1][0]): (15, 17)}  # 9 = 1 + len("___违法___")
+    assert se.predict_entities(FixedLogits(spans), encoded, examples, 128, 1, 0) == ["ST 华信", "Ａ公司"]
+
+
+def test_result_file_has_one_quoted_id_entity_line_per_row(tmp_path):
+    examples = [se.Example("7", "x", "t", None), se.Example("8", "y", "t", None)]
+    path = str(tmp_path / "result.txt")
+    se.write_results(path, examples, ["华信", 'a,"b"'])
+    with open(path, encoding="utf-8") as reader:
+        assert reader.read() == '"7","华信"\n"8","a,""b"""\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (tiny random BERT)
+# ---------------------------------------------------------------------------------------------
+
+def test_tiny_model_learns_to_pick_the_subject_of_the_asked_event_type(tiny_checkpoint, tokenizer, tmp_path):
+    rows = synthetic.subject_examples(700, seed=5)
+    write_csv(tmp_path / se.TRAIN_FILE_NAME, rows)
+    data = se.load_data(str(tmp_path), None, seed=0)
+    encoded = {name: se.encode_questions(tokenizer, data[name], 128, name) for name in ("train", "dev")}
+    positions = se.answer_positions(encoded["train"], data["train"], 128, "train")
+    trainable = sorted(positions)
+    batches = se.TrainingBatches(
+        [len(encoded["train"][i][0]) for i in trainable],
+        lambda indices: se.make_batch(encoded["train"], positions, [trainable[i] for i in indices]),
+        se.BATCH_SIGNATURE, batch_size=32, seed=0)
+    model, train_model = se.build_model(tiny_checkpoint, 1e-3, len(batches), 2e-4)
+
+    def dev_accuracy():
+        predicted = se.predict_entities(model, encoded["dev"], data["dev"], 128, 64, se.MAX_SPAN)
+        return se.exact_match(predicted, [example.entity for example in data["dev"]])
+
+    untrained = dev_accuracy()
+    # Chance for a model that finds the companies but ignores the event type: one of the text's
+    # companies at random (every company in a synthetic text has a row, 其他 included).
+    companies_per_text = {}
+    for _, text, _, _ in rows:
+        companies_per_text[text] = companies_per_text.get(text, 0) + 1
+    ignores_event_type = np.mean([1 / companies_per_text[example.text] for example in data["dev"]])
+    train_model.fit(batches.dataset(), epochs=5, verbose=0)
+    trained = dev_accuracy()
+    assert trained > untrained + 0.5 * (1 - untrained)
+    assert trained > ignores_event_type + 0.5 * (1 - ignores_event_type)
+
+
+def test_main_trains_writes_best_weights_and_result_file_then_predicts_from_them(tiny_checkpoint, tmp_path, capsys):
+    data_dir, output_dir = tmp_path / "data", str(tmp_path / "out")
+    data_dir.mkdir()
+    synthetic.write_subject(str(data_dir), 120, seed=7)
+    flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", output_dir, "--lr", "1e-3"]
+    with pytest.raises(UserError, match="no trained weights"):
+        se.main(flags + ["--predict", "财务造假", "华信集团被曝连续三年财务造假"])
+
+    se.main(flags + ["--data-dir", str(data_dir), "--epochs", "1"])
+    output = capsys.readouterr().out
+    assert re.search(r"epoch 1: loss [\d.]+, dev accuracy [\d.]+", output)
+    assert re.fullmatch(r"best dev accuracy: [01]\.\d{4}", output.strip().splitlines()[-1])
+    assert os.path.isfile(best_weights_path(output_dir))
+    with open(data_dir / se.EVAL_FILE_NAME, encoding="utf-8") as reader:
+        eval_rows = list(csv.reader(reader))
+    with open(os.path.join(output_dir, "result.txt"), encoding="utf-8") as reader:
+        results = list(csv.reader(reader))
+    assert [row[0] for row in results] == [row[0] for row in eval_rows]
+    assert all(entity in row[1] for (_, entity), row in zip(results, eval_rows))
+
+    text = "记者获悉，华信集团被曝连续三年财务造假。"
+    se.main(flags + ["--predict", "财务造假", text])
+    entity = capsys.readouterr().out.strip().splitlines()[-1]
+    assert entity and entity in text
