@@ -6,8 +6,8 @@ span tasks depend on: token 0 is `[CLS]`, token i+1 is character i, the last tok
 
 - a character in the vocabulary is its own token;
 - a space-like character (space, tab, newline, U+3000, ...) becomes `[unused1]`;
-- beyond the blog: the checkpoint is uncased, so `A` finds `a`, and a full-width `Ａ`/`１`
-  finds its half-width form, when that is a single character of the vocabulary;
+- beyond the blog, as the uncased checkpoint was trained: `A` finds `a`, `é` finds `e`, and a
+  full-width letter or digit (`Ａ`, `１`) its half-width form, when that is in the vocabulary;
 - anything else becomes `[UNK]`.
 
     >>> tokenizer = OurTokenizer(load_vocab("data/vocab.txt"))
@@ -40,13 +40,15 @@ class OurTokenizer(Tokenizer):
         return [self._char_token(char) for char in text]
 
     def _char_token(self, char):
-        if char in self._token_dict:
-            return char
         if self._is_space(char):
             return SPACE_TOKEN
-        # Only single-character fallbacks, so that one character stays one token.
-        for candidate in (char.lower(), unicodedata.normalize("NFKC", char)):
-            for form in (candidate, candidate.lower()):
-                if len(form) == 1 and form in self._token_dict:
-                    return form
+        if char.isalnum() and "\uff01" <= char <= "\uff5e":
+            # Full-width letters and digits (Ａ, １) to their better-trained half-width forms;
+            # full-width punctuation (，！) is native to Chinese text and stays.
+            char = chr(ord(char) - 0xFEE0)
+        without_accent = "".join(c for c in unicodedata.normalize("NFD", char) if unicodedata.category(c) != "Mn")
+        # Only single-character forms, so that one character stays one token.
+        for form in (char, char.lower(), without_accent.lower()):
+            if len(form) == 1 and form in self._token_dict:
+                return form
         return UNKNOWN_TOKEN

@@ -146,7 +146,7 @@ def test_max_span_limits_the_entity_length():
     end = np.array([0, 0, 1, 0, 0, 4], float)
     assert se.best_span(start, end, 1, 6) == (1, 5)
     assert se.best_span(start, end, 1, 6, max_span=3) == (1, 2)
-    assert se.best_span(start, end, 1, 6, max_span=1) == (1, 1)
+    assert se.best_span(start, end, 1, 6, max_span=1) == (5, 5)  # one character: 0 + 4 beats 3 + 0
 
 
 class FixedLogits:

@@ -1,0 +1,99 @@
+"""The tokenizer's guarantee: one token per character, so token i+1 is character i."""
+import hashlib
+import random
+
+import pytest
+
+from tokenizer import DEFAULT_VOCAB_PATH, SPACE_TOKEN, UNKNOWN_TOKEN, OurTokenizer, load_vocab
+
+TRICKY_TEXTS = [
+    "今天天气不错",
+    "",
+    " 前后有空格 ",
+    "tab\t换行\n回车\r全角空格\u3000不换行空格\xa0",
+    "零宽\u200b连接\u200d字符\ufeff",
+    "表情😀🇨🇳和扩展区汉字𠀀𪚥",
+    "组合附加符e\u0301n\u0303和预组合éñ",
+    "Latin Words MixedCase ÀÉÎ",
+    "数字2019年12月31日，全角１２３ＡＢＣａｂｃ",
+    "标点：，。！？（）《》“”……—",
+    "\x00\x1f控制字符\x7f",
+]
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return load_vocab()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(vocab):
+    return OurTokenizer(vocab)
+
+
+def random_texts(vocab, count=300, seed=0):
+    """Strings drawn from the vocabulary, spaces, and characters the vocabulary lacks."""
+    rng = random.Random(seed)
+    single_chars = [token for token in vocab if len(token) == 1]
+    pool = single_chars + list(" \t\n\u3000\u200b😀𠀀ÀÉ１Ａ") * 20
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(count)]
+
+
+def test_blog_example_gives_one_token_per_character(tokenizer):
+    assert tokenizer.tokenize("今天天气不错") == ["[CLS]", "今", "天", "天", "气", "不", "错", "[SEP]"]
+
+
+def test_every_character_is_exactly_one_token_at_position_plus_one(tokenizer, vocab):
+    for text in TRICKY_TEXTS + random_texts(vocab):
+        tokens = tokenizer.tokenize(text)
+        assert len(tokens) == len(text) + 2, repr(text)
+        assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+        for char, token in zip(text, tokens[1:-1]):
+            if char in vocab and not "\uff01" <= char <= "\uff5e":  # full-width forms: tested below
+                assert token == char, repr(text)
+            assert token in vocab
+
+
+def test_encode_ids_align_with_characters(tokenizer, vocab):
+    for text in TRICKY_TEXTS + random_texts(vocab, seed=1):
+        token_ids, segment_ids = tokenizer.encode(first=text)
+        assert len(token_ids) == len(segment_ids) == len(text) + 2
+        assert set(segment_ids) <= {0}
+        assert token_ids == [vocab[token] for token in tokenizer.tokenize(text)]
+
+
+def test_space_like_characters_become_unused1(tokenizer):
+    assert tokenizer.tokenize(" \t\n\r\u3000\xa0")[1:-1] == [SPACE_TOKEN] * 6
+
+
+def test_characters_missing_from_vocab_become_unk(tokenizer):
+    assert tokenizer.tokenize("😀\u200b\x00")[1:-1] == [UNKNOWN_TOKEN] * 3
+
+
+def test_uppercase_finds_lowercase_and_accents_are_stripped(tokenizer):
+    assert tokenizer.tokenize("ABCé")[1:-1] == ["a", "b", "c", "e"]
+
+
+def test_full_width_letters_and_digits_find_half_width_but_chinese_punctuation_stays(tokenizer):
+    assert tokenizer.tokenize("Ａｂ１，！")[1:-1] == ["a", "b", "1", "，", "！"]
+
+
+def test_pair_encoding_keeps_keras_bert_segments(tokenizer):
+    token_ids, segment_ids = tokenizer.encode(first="你好", second="世界")
+    assert len(token_ids) == 7
+    assert segment_ids == [0, 0, 0, 0, 1, 1, 1]
+
+
+def test_truncation_keeps_sep_and_the_alignment_of_the_kept_part(tokenizer, vocab):
+    token_ids, segment_ids = tokenizer.encode(first="今天天气不错", max_len=5)
+    assert token_ids == [vocab["[CLS]"], vocab["今"], vocab["天"], vocab["天"], vocab["[SEP]"]]
+    token_ids, _ = tokenizer.encode(first="今天", max_len=6)  # keras-bert pads up to max_len
+    assert token_ids == [vocab["[CLS]"], vocab["今"], vocab["天"], vocab["[SEP]"], 0, 0]
+
+
+def test_bundled_vocab_is_googles_chinese_vocab():
+    with open(DEFAULT_VOCAB_PATH, "rb") as reader:
+        assert hashlib.md5(reader.read()).hexdigest() == "3b5b76c4aef48ecf8cb3abaafe960f09"
+    vocab = load_vocab()
+    assert len(vocab) == 21128
+    assert (vocab["[PAD]"], vocab["[unused1]"], vocab["[UNK]"], vocab["[CLS]"], vocab["[SEP]"]) == (0, 1, 100, 101, 102)
