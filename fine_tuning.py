@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -409,5 +410,6 @@ def train(model, batches, evaluate, args, metric_name, script):
                         "are kept at %s" % best_weights_path(args.output_dir))
     finally:
         stop_on_signal.restore_handlers()
+    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
     load_best_weights(model, args.output_dir, script)
     return keep_best_weights.best

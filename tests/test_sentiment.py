@@ -1,0 +1,119 @@
+"""sentiment.py: data reading, per-batch padding, the blog's model, learning, best weights, --predict."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sentiment
+from fine_tuning import UserError
+from synthetic import sentiment_examples
+from tokenizer import OurTokenizer, load_vocab
+
+
+def write_tsv(path, rows):
+    with open(path, "w", encoding="utf-8") as writer:
+        writer.writelines("%s\t%s\n" % row for row in rows)
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentiment")
+    examples = sentiment_examples(360, seed=1)
+    write_tsv(folder / "train.tsv", examples[60:])
+    write_tsv(folder / "dev.tsv", examples[:60])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return OurTokenizer(load_vocab())
+
+
+def test_reads_text_tab_label_lines_and_skips_a_header(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("text\tlabel\n好评\t1\n带\t制表符的差评\t0\n", encoding="utf-8")
+    assert sentiment.read_tsv(str(path)) == [("好评", 1), ("带\t制表符的差评", 0)]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("好评\t1\n没有标签的一行\n", r"line 2: expected text<TAB>label"),
+    ("好评\t1\n差评\t2\n", r"line 2: the label must be 0 or 1, found '2'"),
+    ("\n\n", r"is empty"),
+])
+def test_malformed_files_name_the_line_and_the_expectation(tmp_path, content, message):
+    path = tmp_path / "train.tsv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=message):
+        sentiment.read_tsv(str(path))
+
+
+def test_gbk_file_is_refused_with_the_conversion_to_run(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_bytes("好评\t1\n差评\t0\n".encode("gbk"))
+    with pytest.raises(UserError, match=r"line 1 is not UTF-8 .*GB18030: iconv"):
+        sentiment.read_tsv(str(path))
+
+
+def test_without_dev_file_a_tenth_is_held_out_the_same_way_for_a_seed(tmp_path):
+    write_tsv(tmp_path / "train.tsv", [("评论%d" % i, i % 2) for i in range(100)])
+    first, again = sentiment.load_data(str(tmp_path), seed=3), sentiment.load_data(str(tmp_path), seed=3)
+    assert len(first["dev"]) == 10 and len(first["train"]) == 90
+    assert first["dev"] == again["dev"]
+    assert not set(first["dev"]) & set(first["train"])
+    assert sentiment.load_data(str(tmp_path), seed=4)["dev"] != first["dev"]
+
+
+def test_batches_are_padded_to_their_own_longest_text_and_aligned_with_the_tokenizer(tokenizer):
+    texts = ["好", "非常好的酒店", "差评，太差了"]
+    encoded = sentiment.encode_texts(tokenizer, texts, maxlen=5, source="test")
+    (token_ids, segment_ids), labels = sentiment.make_batch(encoded, [1, 1, 0], [0, 1])
+    assert token_ids.shape == segment_ids.shape == (2, 7)  # "非常好的酒" cut to 5 characters + [CLS], [SEP]
+    assert list(token_ids[0]) == tokenizer.encode(first="好")[0] + [0] * 4
+    assert list(token_ids[1]) == tokenizer.encode(first="非常好的酒")[0]
+    assert labels.tolist() == [[1.0], [1.0]]
+
+
+def test_model_gives_one_probability_per_text(tiny_checkpoint, tokenizer):
+    model = sentiment.build_model(tiny_checkpoint, lr=1e-3)
+    encoded = sentiment.encode_texts(tokenizer, ["好", "非常好的酒店"], maxlen=100, source="test")
+    probabilities = sentiment.predict_probabilities(model, encoded, batch_size=2)
+    assert probabilities.shape == (2,)
+    assert np.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_training_learns_a_synthetic_sentiment_task_keeps_best_weights_and_predict_reproduces_them(
+        tiny_checkpoint, synthetic_dir, tmp_path, capsys):
+    output_dir = str(tmp_path / "run")
+    common = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", output_dir, "--lr", "1e-3"]
+    sentiment.main(common + ["--data-dir", str(synthetic_dir), "--epochs", "3", "--batch-size", "16"])
+    lines = capsys.readouterr().out.strip().split("\n")
+    best = float(lines[-1].split(": ")[1])
+    assert lines[-1].startswith("best dev accuracy: ")
+    assert best >= 0.8  # chance is 0.5: the model has learned which phrases are positive
+    assert os.path.isfile(os.path.join(output_dir, "best_weights.h5"))
+    assert not os.path.exists(os.path.join(output_dir, "resume"))  # a finished run leaves nothing to resume
+
+    dev = sentiment.read_tsv(str(synthetic_dir / "dev.tsv"))
+    predict_file = tmp_path / "texts.txt"
+    predict_file.write_text("\n".join(text for text, _ in dev), encoding="utf-8")
+    sentiment.main(common + ["--predict-file", str(predict_file)])
+    printed = [line.split("\t") for line in capsys.readouterr().out.strip().split("\n")]
+    assert [text for _, text in printed] == [text for text, _ in dev]
+    correct = [(float(probability) > 0.5) == bool(label) for (probability, _), (_, label) in zip(printed, dev)]
+    assert np.mean(correct) == pytest.approx(best)
+
+
+def test_predict_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_path):
+    with pytest.raises(UserError, match=r"no trained weights at .*python sentiment.py --output-dir"):
+        sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path), "--predict", "好"])
+
+
+def test_help_lists_the_shared_flags():
+    result = subprocess.run([sys.executable, "sentiment.py", "--help"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(sentiment.__file__)))
+    assert result.returncode == 0
+    for flag in ("--bert-dir", "--data-dir", "--output-dir", "--epochs", "--batch-size", "--maxlen",
+                 "--lr", "--seed", "--resume", "--predict", "--predict-file"):
+        assert flag in result.stdout
