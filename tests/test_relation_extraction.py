@@ -1,0 +1,241 @@
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import relation_extraction as rex
+import synthetic
+from fine_tuning import UserError
+from tokenizer import OurTokenizer, load_vocab
+
+PREDICATE_IDS = {"歌手": 0, "毕业院校": 1, "国籍": 2}
+SCHEMAS = {"歌手": ("歌曲", "人物"), "毕业院校": ("人物", "学校"), "国籍": ("人物", "国家")}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return OurTokenizer(load_vocab())
+
+
+def write_lines(path, records):
+    with open(path, "w", encoding="utf-8") as writer:
+        for record in records:
+            writer.write((record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)) + "\n")
+
+
+def spo(subject, predicate, obj):
+    return {"subject": subject, "predicate": predicate, "object": obj,
+            "subject_type": SCHEMAS[predicate][0], "object_type": SCHEMAS[predicate][1]}
+
+
+def write_schemas(data_dir):
+    write_lines(os.path.join(data_dir, "all_50_schemas"),
+                [{"subject_type": s, "predicate": p, "object_type": o} for p, (s, o) in SCHEMAS.items()])
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------------------------
+
+def test_encoding_labels_every_occurrence_of_a_subject_and_its_objects(tokenizer):
+    # chars: 周0 杰1 伦2 ，3 中4 国5 歌6 手7 ，8 周9 杰10 伦11 毕12 业13 于14 淡15 江16 中17 学18
+    example = {"text": "周杰伦，中国歌手，周杰伦毕业于淡江中学",
+               "triples": [("周杰伦", "国籍", "中国"), ("周杰伦", "毕业院校", "淡江中学")]}
+    encoded = rex.encode_example(tokenizer, example, PREDICATE_IDS)
+    assert len(encoded["token_ids"]) == len(example["text"]) + 2
+    assert np.flatnonzero(encoded["subject_starts"]).tolist() == [1, 10]  # token = char + 1
+    assert np.flatnonzero(encoded["subject_ends"]).tolist() == [3, 12]
+    assert encoded["subjects"] == [(1, 3, "周杰伦"), (10, 12, "周杰伦")]
+    assert sorted(encoded["objects"]["周杰伦"]) == [(5, 6, 2), (16, 19, 1)]
+
+    object_starts, object_ends = rex.object_labels(encoded["objects"]["周杰伦"], len(encoded["token_ids"]), 3)
+    assert object_starts.shape == (21, 3)
+    assert sorted(zip(*np.nonzero(object_starts))) == [(5, 2), (16, 1)]
+    assert sorted(zip(*np.nonzero(object_ends))) == [(6, 2), (19, 1)]
+
+
+def test_encoding_keeps_one_token_per_character_in_a_text_with_spaces(tokenizer):
+    # chars: 《0 L1 o2 v3 e4 ' '5 S6 t7 o8 r9 y10 》11 的12 歌13 手14 是15 T16 ... t27
+    example = {"text": "《Love Story》的歌手是Taylor Swift", "triples": [("Love Story", "歌手", "Taylor Swift")]}
+    encoded = rex.encode_example(tokenizer, example, PREDICATE_IDS)
+    assert len(encoded["token_ids"]) == len(example["text"]) + 2
+    assert encoded["token_ids"][6] == tokenizer._token_dict["[unused1]"]
+    assert encoded["subjects"] == [(2, 11, "Love Story")]
+    assert encoded["objects"]["Love Story"] == [(17, 28, 0)]
+
+
+def test_a_training_batch_conditions_on_a_real_subject_and_its_own_objects(tokenizer):
+    example = {"text": "小明和小红都毕业于南开大学，小红是中国人",
+               "triples": [("小明", "毕业院校", "南开大学"), ("小红", "毕业院校", "南开大学"), ("小红", "国籍", "中国")]}
+    encoded = [rex.encode_example(tokenizer, example, PREDICATE_IDS)]
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        (token_ids, _, subject_starts, _, k1, k2, object_starts, object_ends), = rex.make_batch(encoded, [0], 3, rng)
+        start, end = int(k1[0, 0]), int(k2[0, 0])
+        subject = example["text"][start - 1:end]
+        seen.add(subject)
+        assert (start, end, subject) in encoded[0]["subjects"]
+        assert object_starts.shape == (1, token_ids.shape[1], 3)
+        found = {(example["text"][s - 1:e], p) for (s, p), (e, _) in
+                 zip(zip(*np.nonzero(object_starts[0])), zip(*np.nonzero(object_ends[0])))}
+        expected = {(obj, PREDICATE_IDS[p]) for s, p, obj in example["triples"] if s == subject}
+        assert found == expected
+    assert seen == {"小明", "小红"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and metric
+# ---------------------------------------------------------------------------------------------
+
+def probabilities(length, positions, value=0.9):
+    array = np.full(length, 0.1)
+    array[list(positions)] = value
+    return array
+
+
+def test_each_start_takes_the_nearest_end_at_or_after_it():
+    assert rex.decode_spans(probabilities(8, [1, 3]), probabilities(8, [5])) == [(1, 5), (3, 5)]  # nested
+    assert rex.decode_spans(probabilities(8, [0, 2]), probabilities(8, [3, 5])) == [(0, 3), (2, 3)]  # overlapping
+    assert rex.decode_spans(probabilities(8, [4]), probabilities(8, [4])) == [(4, 4)]  # one character
+
+
+def test_a_start_with_no_end_after_it_gives_no_span():
+    assert rex.decode_spans(probabilities(8, [4]), probabilities(8, [2])) == []
+    assert rex.decode_spans(np.full(8, 0.1), np.full(8, 0.9)) == []
+
+
+def test_thresholds_are_strict_and_separate_for_starts_and_ends():
+    starts, ends = probabilities(6, [1], 0.5), probabilities(6, [3], 0.45)
+    assert rex.decode_spans(starts, ends) == []  # 0.5 is not above 0.5
+    starts[1] = 0.51
+    assert rex.decode_spans(starts, ends) == [(1, 3)]  # 0.45 is above the end threshold 0.4
+    assert rex.decode_spans(starts, ends, end_threshold=0.5) == []
+
+
+def test_an_object_ends_with_an_end_of_its_own_predicate():
+    starts, ends = np.full((6, 2), 0.1), np.full((6, 2), 0.1)
+    starts[1, 0] = ends[2, 1] = ends[4, 0] = 0.9
+    starts[3, 1] = 0.9
+    assert sorted(rex.decode_objects(starts, ends)) == [(1, 4, 0)]  # predicate 1 has no end after 3
+
+
+def test_scores_are_micro_f1_precision_recall_over_exact_triples():
+    a, b, c, d = ("甲", "作者", "乙"), ("甲", "作者", "丙"), ("丁", "歌手", "戊"), ("丁", "歌手", "己")
+    f1, precision, recall = rex.triple_scores([{a, b}, {c}], [{a}, {c, d}])
+    assert (f1, precision, recall) == pytest.approx((2 * 2 / 6, 2 / 3, 2 / 3))
+    f1, precision, recall = rex.triple_scores([{a, b, d}], [{a}])
+    assert (f1, precision, recall) == pytest.approx((2 / 4, 1 / 3, 1.0))
+    assert rex.triple_scores([set()], [{a}]) == (0.0, 0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading DuIE files
+# ---------------------------------------------------------------------------------------------
+
+def test_malformed_json_is_reported_with_its_line_number(tmp_path):
+    path = tmp_path / "train_data.json"
+    write_lines(path, [{"text": "周杰伦毕业于淡江中学", "spo_list": [spo("周杰伦", "毕业院校", "淡江中学")]}, "",
+                       '{"text": "broken", "spo_list": ['])
+    with pytest.raises(UserError, match=r"train_data\.json line 3: expected one JSON object, got malformed JSON"):
+        rex.read_examples(str(path), SCHEMAS, 160)
+
+
+def test_a_predicate_missing_from_the_schemas_is_an_error(tmp_path):
+    path = tmp_path / "dev_data.json"
+    bad = dict(spo("周杰伦", "毕业院校", "淡江中学"), predicate="校友")
+    write_lines(path, [{"text": "周杰伦毕业于淡江中学", "spo_list": [bad]}])
+    with pytest.raises(UserError, match=r"dev_data\.json line 1: predicate '校友' is not in all_50_schemas"):
+        rex.read_examples(str(path), SCHEMAS, 160)
+
+
+def test_a_line_without_text_is_an_error(tmp_path):
+    path = tmp_path / "train_data.json"
+    write_lines(path, [{"text": "周杰伦毕业于淡江中学", "spo_list": []}, {"spo_list": []}])
+    with pytest.raises(UserError, match=r'train_data\.json line 2: expected a "text" string'):
+        rex.read_examples(str(path), SCHEMAS, 160)
+
+
+def test_a_triple_not_in_the_text_is_skipped_and_counted(tmp_path, capsys):
+    path = tmp_path / "train_data.json"
+    write_lines(path, [{"text": "周杰伦毕业于淡江中学", "postag": [],
+                        "spo_list": [spo("周杰伦", "毕业院校", "淡江中学"), spo("周杰伦", "国籍", "中国")]},
+                       {"text": "周杰伦是一位歌手" * 30, "spo_list": [spo("周杰伦", "国籍", "中国")]}])
+    examples = rex.read_examples(str(path), SCHEMAS, 160)
+    assert examples[0]["triples"] == [("周杰伦", "毕业院校", "淡江中学")]
+    assert examples[1]["triples"] == [] and len(examples[1]["text"]) == 160
+    output = capsys.readouterr().out
+    assert "2 triples skipped" in output
+    assert "1 of 2 texts were longer than --maxlen 160" in output
+
+
+def test_a_data_set_with_no_triple_left_is_an_error(tmp_path):
+    path = tmp_path / "train_data.json"
+    write_lines(path, [{"text": "今天天气不错", "spo_list": [spo("周杰伦", "国籍", "中国")]}])
+    with pytest.raises(UserError, match="no sentence has a triple"):
+        rex.read_examples(str(path), SCHEMAS, 160)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and prediction
+# ---------------------------------------------------------------------------------------------
+
+def demo_flags(tiny_checkpoint, data_dir, output_dir):
+    """The tiny BERT's demo settings as flags: giving --bert-dir turns their automatic use off."""
+    flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir), "--output-dir", str(output_dir)]
+    for name, value in rex.TINY_BERT_SETTINGS.items():
+        flags += ["--" + name.replace("_", "-"), str(value)]
+    return flags
+
+
+def test_the_tiny_model_learns_triples_from_a_synthetic_set(tiny_checkpoint, tmp_path, capsys):
+    synthetic.write_relation(str(tmp_path), 600, seed=1)
+    rex.main(demo_flags(tiny_checkpoint, tmp_path, tmp_path / "out") + ["--epochs", "7"])
+    output = capsys.readouterr().out
+    f1_per_epoch = [float(f1) for f1 in re.findall(r"epoch \d+: loss [\d.]+, dev f1 ([\d.]+)", output)]
+    assert len(f1_per_epoch) == 7
+    # Exact triples are never right by chance: an untrained model scores 0, a learning one well above.
+    assert f1_per_epoch[0] < 0.05
+    assert max(f1_per_epoch) > 0.1
+    assert output.strip().splitlines()[-1] == "best dev f1: %.4f" % max(f1_per_epoch)
+
+
+def test_training_writes_best_weights_that_predict_then_reads(tiny_checkpoint, tmp_path, capsys):
+    data_dir, output_dir = tmp_path / "data", tmp_path / "out"
+    data_dir.mkdir()
+    write_schemas(data_dir)
+    sentences = [{"text": "《稻香》是周杰伦演唱的歌曲", "spo_list": [spo("稻香", "歌手", "周杰伦")]},
+                 {"text": "王菲，中国歌手，毕业于北京大学", "spo_list": [spo("王菲", "国籍", "中国"),
+                                                                spo("王菲", "毕业院校", "北京大学"),
+                                                                spo("王菲", "毕业院校", "清华大学")]}]
+    write_lines(data_dir / "train_data.json", sentences * 4)
+    write_lines(data_dir / "dev_data.json", sentences)
+    flags = demo_flags(tiny_checkpoint, data_dir, output_dir)
+    rex.main(flags + ["--epochs", "1"])
+    output = capsys.readouterr().out
+    assert "train_data.json: 4 triples skipped" in output
+    assert re.fullmatch(r"best dev f1: \d\.\d{4}", output.strip().splitlines()[-1])
+    assert os.path.isfile(output_dir / "best.weights.h5")
+
+    rex.main(flags + ["--predict", "《晴天》是周杰伦演唱的歌曲", "今天天气不错"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "《晴天》是周杰伦演唱的歌曲" in lines and "今天天气不错" in lines
+
+    predict_file = tmp_path / "test_data.json"
+    write_lines(predict_file, [{"text": "《晴天》是周杰伦演唱的歌曲"}, {"text": "王菲毕业于北京大学"}])
+    rex.main(flags + ["--predict-file", str(predict_file)])
+    written = output_dir / "test_data_pred.json"
+    assert str(written) in capsys.readouterr().out
+    rows = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
+    assert [row["text"] for row in rows] == ["《晴天》是周杰伦演唱的歌曲", "王菲毕业于北京大学"]
+    assert all(isinstance(row["spo_list"], list) for row in rows)
+
+
+def test_predicting_without_trained_weights_says_to_train_first(tiny_checkpoint, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_schemas(data_dir)
+    with pytest.raises(UserError, match="no trained weights"):
+        rex.main(demo_flags(tiny_checkpoint, data_dir, tmp_path / "out") + ["--predict", "今天天气不错"])
