@@ -210,7 +210,7 @@ BATCH_SIGNATURE = ((
 # Model: the blog's pointers; `model` predicts, `train_model` adds the labels and the loss
 # ---------------------------------------------------------------------------------------------
 
-def build_model(checkpoint, lr, steps_per_epoch, min_lr):
+def build_model(checkpoint):
     bert = load_bert(checkpoint)
     token_ids = keras.layers.Input(shape=(None,), name="token_ids")
     segment_ids = keras.layers.Input(shape=(None,), name="segment_ids")
@@ -231,7 +231,6 @@ def build_model(checkpoint, lr, steps_per_epoch, min_lr):
     end_logits -= (1 - K.cumsum(start_in, 1)) * 1e10
     end_loss = K.mean(K.categorical_crossentropy(end_in, end_logits, from_logits=True))
     train_model.add_loss(start_loss + end_loss)
-    train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(lr, min_lr, steps_per_epoch)))
     return model, train_model
 
 
@@ -289,7 +288,7 @@ def write_results(path, examples, entities):
 def predict(args, checkpoint, tokenizer):
     event_type, text = args.predict
     example = Example("--predict", text, event_type, None)
-    model, train_model = build_model(checkpoint, args.lr, 1, args.min_lr)
+    model, train_model = build_model(checkpoint)
     load_best_weights(train_model, args.output_dir, "subject_extraction.py")
     encoded = encode_questions(tokenizer, [example], args.maxlen, "--predict")
     print(predict_entities(model, encoded, [example], args.maxlen, 1, args.max_span)[0])
@@ -318,7 +317,8 @@ def main(argv=None):
         lengths=[len(encoded["train"][i][0]) for i in trainable],
         make_batch=lambda indices: make_batch(encoded["train"], positions, [trainable[i] for i in indices]),
         signature=BATCH_SIGNATURE, batch_size=args.batch_size, seed=args.seed, bucket=args.bucket)
-    model, train_model = build_model(checkpoint, args.lr, len(batches), args.min_lr)
+    model, train_model = build_model(checkpoint)
+    train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))))
     gold = [example.entity for example in data["dev"]]
     best = train(train_model, batches,
                  lambda: exact_match(predict_entities(model, encoded["dev"], data["dev"], args.maxlen,

@@ -50,22 +50,24 @@ def write_sentiment(out_dir, count, seed):
 
 # Each sentence names several companies, each with a different event, so that only the event
 # type tells which company is the answer: the model has to read the `___event_type___` prefix.
+# Like real news, most sentences repeat a word of their event type (造假, 评级, 重组, ...).
 SUBJECT_EVENTS = {
-    "资金账户风险": ["{company}资金链断裂，多个银行账户被冻结", "{company}出现兑付危机，涉及资金{amount}万元",
+    "资金账户风险": ["{company}资金链断裂，多个银行账户被冻结", "{company}出现兑付危机，资金账户涉及{amount}万元",
                "{company}因债务逾期被申请冻结资金账户"],
-    "涉嫌欺诈": ["{company}涉嫌合同诈骗被客户起诉", "{company}被指以高息为诱饵骗取投资者资金", "{company}涉嫌欺诈发行股票"],
+    "涉嫌欺诈": ["{company}涉嫌合同欺诈被客户起诉", "{company}被指以高息为诱饵骗取投资者资金", "{company}涉嫌欺诈发行股票"],
     "财务造假": ["{company}因虚增利润被证监会立案调查", "{company}被曝连续三年财务造假", "{company}年报收入数据涉嫌造假"],
     "实控人股东变更": ["{company}实际控制人拟变更为地方国资委", "{company}控股股东转让全部股份", "{company}第一大股东变更"],
     "评级调整": ["{company}主体信用评级被下调至AA-", "评级机构将{company}的评级展望调整为负面", "{company}债项评级遭下调"],
-    "高管负面": ["{company}董事长被警方带走调查", "{company}总经理涉嫌内幕交易", "{company}财务总监突然失联"],
-    "涉嫌违法": ["{company}因违规排污被处以罚款", "{company}涉嫌非法集资{amount}万元被立案", "{company}未按规定披露关联交易被处罚"],
-    "业绩下滑": ["{company}前三季度净利润同比下降{percent}%", "{company}上半年营收大幅下滑", "{company}预计全年亏损{amount}万元"],
-    "重组失败": ["{company}宣布终止重大资产重组", "{company}并购方案未获证监会通过", "{company}重组事项告吹"],
+    "高管负面": ["{company}董事长被警方带走调查", "{company}高管涉嫌内幕交易", "{company}多名高管突然失联"],
+    "涉嫌违法": ["{company}因违规排污被处以罚款", "{company}涉嫌非法集资{amount}万元被立案", "{company}涉嫌违法披露关联交易被处罚"],
+    "业绩下滑": ["{company}前三季度净利润同比下降{percent}%", "{company}上半年营收大幅下滑", "{company}业绩下滑，预计全年亏损{amount}万元"],
+    "重组失败": ["{company}宣布终止重大资产重组", "{company}并购方案未获证监会通过", "{company}重组失败，股价跌停"],
     "其他": ["{company}召开年度股东大会", "{company}发布\"澄清公告\"", "{company}与高校签署战略合作协议"],
 }
 COMPANY_PREFIXES = ["", "", "", "", "*ST", "ST "]  # "ST " puts a space inside some names
-COMPANY_CORES = ["华信", "中安", "康得", "东方", "金鹰", "海润", "天宇", "瑞丰", "宏达", "长城", "新纪元", "恒泰",
-                 "鼎盛", "汇通", "远洋", "华夏", "凯乐", "正源", "乐视", "中弘", "保千里", "神雾", "金正大", "盛运"]
+# Names made of two or three of these characters: too many to memorise, so the model must learn
+# where a name begins and ends from its context.
+COMPANY_CHARACTERS = "华信中安康得东方金鹰海润天宇瑞丰宏达长城新纪元恒泰鼎盛汇通远洋夏凯乐正源视弘保千里神雾大运光明阳晨星辉"
 COMPANY_SUFFIXES = ["股份有限公司", "集团", "科技", "银行", "证券", "控股", "实业", "信托", "地产", "环保", ""]
 SUBJECT_OPENINGS = ["", "", "据新浪财经报道，", "记者获悉，", "公告显示，", "据\"证券时报\"消息，"]
 
@@ -79,9 +81,10 @@ def subject_examples(count, seed=0):
     rows = []
     while len(rows) < count:
         event_types = rng.sample(sorted(SUBJECT_EVENTS), rng.randint(1, 3))
-        # Distinct cores, so that no company's name lies inside another's.
-        companies = [rng.choice(COMPANY_PREFIXES) + core + rng.choice(COMPANY_SUFFIXES)
-                     for core in rng.sample(COMPANY_CORES, len(event_types))]
+        # No shared character, so that no company's name lies inside another's.
+        characters = rng.sample(COMPANY_CHARACTERS, 3 * len(event_types))
+        companies = [rng.choice(COMPANY_PREFIXES) + "".join(characters[3 * i:3 * i + rng.randint(2, 3)])
+                     + rng.choice(COMPANY_SUFFIXES) for i in range(len(event_types))]
         clauses = []
         for event_type, company in zip(event_types, companies):
             clause = rng.choice(SUBJECT_EVENTS[event_type]).format(

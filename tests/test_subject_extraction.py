@@ -194,7 +194,8 @@ def test_tiny_model_learns_to_pick_the_subject_of_the_asked_event_type(tiny_chec
         [len(encoded["train"][i][0]) for i in trainable],
         lambda indices: se.make_batch(encoded["train"], positions, [trainable[i] for i in indices]),
         se.BATCH_SIGNATURE, batch_size=32, seed=0)
-    model, train_model = se.build_model(tiny_checkpoint, 1e-3, len(batches), 2e-4)
+    model, train_model = se.build_model(tiny_checkpoint)
+    train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 2e-4, len(batches))))
 
     def dev_accuracy():
         predicted = se.predict_entities(model, encoded["dev"], data["dev"], 128, 64, se.MAX_SPAN)

@@ -1,0 +1,167 @@
+"""Bad input gets a clear error and exit status 2; interrupted, diverging or crashing runs lose nothing.
+
+Driven through sentiment.py, whose training goes through the same shared `fine_tuning.train`
+as the other two scripts.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow import keras
+
+import sentiment
+from fine_tuning import run
+from synthetic import sentiment_examples
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentiment")
+    examples = sentiment_examples(300, seed=2)
+    for name, rows in (("dev.tsv", examples[:50]), ("train.tsv", examples[50:])):
+        (folder / name).write_text("".join("%s\t%d\n" % row for row in rows), encoding="utf-8")
+    return folder
+
+
+def script_command(tiny_checkpoint, data_dir, output_dir, *extra):
+    return [sys.executable, "sentiment.py", "--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
+            "--output-dir", str(output_dir), "--lr", "1e-3", "--batch-size", "16", "--epochs", "4", *extra]
+
+
+def run_main(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(sentiment.main, argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_incomplete_checkpoint_exits_2_with_one_line_naming_the_file(tmp_path, tiny_checkpoint, data_dir):
+    bert_dir = tmp_path / "bert"
+    bert_dir.mkdir()
+    (bert_dir / "bert_config.json").write_text("{}")
+    result = subprocess.run(script_command(tiny_checkpoint, data_dir, tmp_path / "out", "--bert-dir", str(bert_dir)),
+                            cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error: vocab.txt is missing from BERT folder %s" % bert_dir in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_data_line_exits_2_and_writes_nothing(tmp_path, tiny_checkpoint, capsys):
+    (tmp_path / "train.tsv").write_text("好\t1\n坏\tpositive\n", encoding="utf-8")
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(tmp_path),
+                            "--output-dir", str(tmp_path / "out")], capsys)
+    assert status == 2
+    assert "train.tsv line 2: the label must be 0 or 1, found 'positive'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_maxlen_beyond_the_checkpoints_positions_is_refused(tmp_path, tiny_checkpoint, data_dir, capsys):
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
+                            "--output-dir", str(tmp_path), "--maxlen", "600"], capsys)
+    assert status == 2
+    assert "--maxlen gives sequences of up to 602 tokens" in err and "only 512 positions" in err
+
+
+def test_long_texts_are_cut_and_counted(tmp_path, tiny_checkpoint, tmp_path_factory, capsys):
+    folder = tmp_path_factory.mktemp("long")
+    (folder / "train.tsv").write_text("长" * 700 + "\t1\n" + "短\t0\n" * 3, encoding="utf-8")
+    (folder / "dev.tsv").write_text("短\t0\n", encoding="utf-8")
+    sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(folder),
+                    "--output-dir", str(tmp_path), "--epochs", "1"])
+    assert "train: 1 of 4 texts were longer than --maxlen 100 and were cut" in capsys.readouterr().out
+
+
+def test_nan_loss_stops_with_the_step_and_advice_and_keeps_the_best_weights(
+        tmp_path, tiny_checkpoint, data_dir, monkeypatch, capsys):
+    argv = ["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir), "--output-dir", str(tmp_path),
+            "--epochs", "1", "--batch-size", "16"]
+    sentiment.main(argv)
+    weights = open(tmp_path / "best_weights.h5", "rb").read()
+    capsys.readouterr()
+
+    make_batch = sentiment.make_batch
+    calls = []
+
+    def poisoned_batch(encoded, labels, indices):
+        inputs, targets = make_batch(encoded, labels, indices)
+        calls.append(1)
+        return inputs, targets * np.nan if len(calls) >= 3 else targets
+
+    monkeypatch.setattr(sentiment, "make_batch", poisoned_batch)
+    status, err = run_main(argv, capsys)
+    assert status == 2
+    assert re.search(r"the loss became nan at epoch 1, step \d+; the best weights so far are kept", err)
+    assert "lower --lr" in err
+    assert open(tmp_path / "best_weights.h5", "rb").read() == weights
+
+
+def test_out_of_memory_becomes_advice(tmp_path, tiny_checkpoint, data_dir, monkeypatch, capsys):
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[32,12,512,512]")
+
+    monkeypatch.setattr(keras.Model, "fit", out_of_memory)
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
+                            "--output-dir", str(tmp_path)], capsys)
+    assert status == 2
+    assert "out of memory" in err and "--batch-size" in err and "--maxlen" in err
+
+
+def test_resume_without_an_interrupted_run_is_refused(tmp_path, tiny_checkpoint, data_dir, capsys):
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
+                            "--output-dir", str(tmp_path), "--resume"], capsys)
+    assert status == 2 and "nothing to resume in %s" % tmp_path in err
+
+
+def wait_for_line(path, pattern, process, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(path) and re.search(pattern, open(path, encoding="utf-8").read(), re.M):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigint_stops_cleanly_and_resume_reaches_the_uninterrupted_result(tmp_path, tiny_checkpoint, data_dir):
+    interrupted_dir, log_path = tmp_path / "interrupted", tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(script_command(tiny_checkpoint, data_dir, interrupted_dir), cwd=PROJECT_DIR,
+                                   stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert wait_for_line(log_path, r"^epoch 1: ", process), open(log_path).read()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=120) == 130, open(log_path).read()
+        finally:
+            process.kill()
+    first_log = open(log_path).read()
+    assert "stopped by SIGINT" in first_log and "--resume" in first_log
+    assert "Traceback" not in first_log
+    assert (interrupted_dir / "best_weights.h5").is_file()
+    assert (interrupted_dir / "resume" / "state.json").is_file()
+
+    with pytest.raises(subprocess.CalledProcessError) as refused:  # a plain rerun must not discard the saved state
+        subprocess.run(script_command(tiny_checkpoint, data_dir, interrupted_dir), cwd=PROJECT_DIR,
+                       capture_output=True, text=True, check=True)
+    assert refused.value.returncode == 2 and "add --resume" in refused.value.stderr
+
+    resumed = subprocess.run(script_command(tiny_checkpoint, data_dir, interrupted_dir, "--resume"),
+                             cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    done = int(re.search(r"resuming after epoch (\d+) of 4", resumed.stdout).group(1))
+    assert 1 <= done < 4
+    epochs_run = [int(n) for n in re.findall(r"^epoch (\d+): ", resumed.stdout, re.M)]
+    assert epochs_run == list(range(done + 1, 5))
+
+    uninterrupted = subprocess.run(script_command(tiny_checkpoint, data_dir, tmp_path / "straight"),
+                                   cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
+    best = [float(re.search(r"best dev accuracy: ([\d.]+)", out).group(1))
+            for out in (resumed.stdout, uninterrupted.stdout)]
+    assert best[0] == pytest.approx(best[1], abs=0.1)  # the same run, up to dropout's randomness
+    assert min(best) > 0.7
