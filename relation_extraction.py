@@ -16,7 +16,8 @@ Data: `--data-dir` holds DuIE's original files, read as they are. `train_data.js
     {"text": "...", "spo_list": [{"subject": "...", "predicate": "...", "object": "...",
                                    "subject_type": "...", "object_type": "..."}, ...]}
 and `all_50_schemas`, one {"subject_type", "predicate", "object_type"} a line, which lists the
-predicates. The bundled `data/relation` is a small made-up sample (data/synthetic.py).
+predicates. The bundled `data/relation` is a small made-up sample in that format, written by
+`python data/synthetic.py relation --out data/relation --examples 800`.
 
     python relation_extraction.py                            # train, keep the best dev weights
     python relation_extraction.py --bert-dir chinese_L-12_H-768_A-12 --data-dir DuIE

@@ -219,15 +219,14 @@ def test_training_writes_best_weights_that_predict_then_reads(tiny_checkpoint, t
     assert re.fullmatch(r"best dev f1: \d\.\d{4}", output.strip().splitlines()[-1])
     assert os.path.isfile(best_weights_path(str(output_dir)))
 
-    rex.main(flags + ["--predict", "《晴天》是周杰伦演唱的歌曲", "今天天气不错"])
-    lines = capsys.readouterr().out.splitlines()
-    assert "《晴天》是周杰伦演唱的歌曲" in lines and "今天天气不错" in lines
-
     predict_file = tmp_path / "test_data.json"
     write_lines(predict_file, [{"text": "《晴天》是周杰伦演唱的歌曲"}, {"text": "王菲毕业于北京大学"}])
-    rex.main(flags + ["--predict-file", str(predict_file)])
+    rex.main(flags + ["--predict", "《晴天》是周杰伦演唱的歌曲", "今天天气不错", "--predict-file", str(predict_file)])
+    output = capsys.readouterr().out
+    lines = output.splitlines()
+    assert "《晴天》是周杰伦演唱的歌曲" in lines and "今天天气不错" in lines
     written = output_dir / "test_data_pred.json"
-    assert str(written) in capsys.readouterr().out
+    assert str(written) in output
     rows = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
     assert [row["text"] for row in rows] == ["《晴天》是周杰伦演唱的歌曲", "王菲毕业于北京大学"]
     assert all(isinstance(row["spo_list"], list) for row in rows)
