@@ -62,7 +62,7 @@ SETTINGS = dict(
 )
 MAX_SPAN = 32
 # A tiny random BERT barely moves at the blog's learning rate; these make it learn visibly.
-TINY_BERT_SETTINGS = dict(lr=1e-3, min_lr=2e-4, epochs=8)
+TINY_BERT_SETTINGS = dict(lr=1e-3, min_lr=2e-4, epochs=4)
 
 
 def build_parser():
