@@ -358,10 +358,10 @@ def predict_triples(models, tokenizer, texts, predicates, args):
 
 
 def evaluate(models, tokenizer, examples, predicates, args):
-    """Dev F1 (printed with precision and recall) of the triples found against the gold ones."""
+    """Dev F1 of the triples found against the gold ones (those located in the text); P and R printed."""
     predicted = predict_triples(models, tokenizer, [example["text"] for example in examples], predicates, args)
     f1, precision, recall = triple_scores(predicted, [set(example["triples"]) for example in examples])
-    print("dev f1 %.4f, precision %.4f, recall %.4f" % (f1, precision, recall))
+    print("dev precision %.4f, recall %.4f" % (precision, recall))
     return f1
 
 
@@ -378,8 +378,10 @@ def predict(args, checkpoint, tokenizer, schemas):
         report_truncated(sum(len(text) > args.maxlen for text in args.predict), len(texts), args.maxlen, "--predict")
         for text, triples in zip(args.predict, predict_triples(models, tokenizer, texts, predicates, args)):
             print(text)
-            for subject, predicate, obj in sorted(triples) or [("(no triple found)", "", "")]:
-                print("    " + " | ".join(part for part in (subject, predicate, obj) if part))
+            for triple in sorted(triples):
+                print("    (%s, %s, %s)" % triple)
+            if not triples:
+                print("    no triple found")
     if args.predict_file:
         rows = read_texts(args.predict_file, args.maxlen)
         triples = predict_triples(models, tokenizer, [text for _, _, text in rows], predicates, args)
