@@ -184,7 +184,8 @@ def test_result_file_has_one_quoted_id_entity_line_per_row(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_tiny_model_learns_to_point_at_company_names_within_a_few_epochs(tiny_checkpoint, tokenizer, tmp_path):
-    write_csv(tmp_path / se.TRAIN_FILE_NAME, synthetic.subject_examples(600, seed=5))
+    se.keras.utils.set_random_seed(0)
+    write_csv(tmp_path / se.TRAIN_FILE_NAME, synthetic.subject_examples(800, seed=5))
     data = se.load_data(str(tmp_path), None, seed=0)
     encoded = {name: se.encode_questions(tokenizer, data[name], 128, name) for name in ("train", "dev")}
     positions = se.answer_positions(encoded["train"], data["train"], 128, "train")
