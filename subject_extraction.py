@@ -259,7 +259,7 @@ def predict_entities(model, encoded, examples, maxlen, batch_size, max_span):
     """The predicted entity of each example: a slice of its (cut) text."""
     entities = [None] * len(examples)
     batches = length_sorted_batches([len(token_ids) for token_ids, _, _ in encoded], batch_size)
-    for indices in tqdm(batches, desc="predicting", unit="batch", leave=False):
+    for indices in tqdm(batches, desc="predicting", unit="batch", leave=False, disable=None):
         token_ids = pad([encoded[i][0] for i in indices])
         segment_ids = pad([encoded[i][1] for i in indices])
         start_logits, end_logits = model.predict_on_batch([token_ids, segment_ids])

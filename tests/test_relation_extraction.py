@@ -158,7 +158,7 @@ def test_a_line_without_text_is_an_error(tmp_path):
         rex.read_examples(str(path), SCHEMAS, 160)
 
 
-def test_a_triple_not_in_the_text_is_skipped_and_counted(tmp_path, capsys):
+def test_a_triple_not_in_the_text_is_skipped_and_counted_but_still_scored_against(tmp_path, capsys):
     path = tmp_path / "train_data.json"
     write_lines(path, [{"text": "周杰伦毕业于淡江中学", "postag": [],
                         "spo_list": [spo("周杰伦", "毕业院校", "淡江中学"), spo("周杰伦", "国籍", "中国")]},
@@ -166,6 +166,8 @@ def test_a_triple_not_in_the_text_is_skipped_and_counted(tmp_path, capsys):
     examples = rex.read_examples(str(path), SCHEMAS, 160)
     assert examples[0]["triples"] == [("周杰伦", "毕业院校", "淡江中学")]
     assert examples[1]["triples"] == [] and len(examples[1]["text"]) == 160
+    assert examples[0]["gold"] == {("周杰伦", "毕业院校", "淡江中学"), ("周杰伦", "国籍", "中国")}
+    assert examples[1]["gold"] == {("周杰伦", "国籍", "中国")}
     output = capsys.readouterr().out
     assert "2 triples skipped" in output
     assert "1 of 2 texts were longer than --maxlen 160" in output
