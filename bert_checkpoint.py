@@ -220,4 +220,5 @@ def load_bert(checkpoint):
         # keras-bert reuses one unseeded initializer; harmless, since the checkpoint overwrites it.
         warnings.filterwarnings("ignore", message="The initializer .* is unseeded")
         return load_trained_model_from_checkpoint(
-            checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True)
+            checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
+            dropout_rate=checkpoint.config()["hidden_dropout_prob"])  # keras-bert ignores the config's

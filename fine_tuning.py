@@ -16,7 +16,9 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from keras_self_attention import ScaledDotProductAttention
 from tensorflow import keras
+from tensorflow.keras import backend as K
 from tqdm import tqdm
 
 from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner
@@ -68,6 +70,16 @@ def make_parser(doc, settings):
                         help="continue the interrupted run saved in --output-dir")
     parser.add_argument("--no-bucket", dest="bucket", action="store_false",
                         help="random batches as in the blog, instead of batches of similar length")
+    parser.add_argument("--accumulate", type=int, default=1, metavar="N",
+                        help="split each batch into N micro-batches and sum their gradients: the "
+                        "memory of a batch N times smaller, the updates of the full one (default: 1)")
+    parser.add_argument("--mixed-precision", choices=["float16", "bfloat16"],
+                        help="compute in 16 bits, keep weights and losses in float32 (GPUs; default: off)")
+    parser.add_argument("--xla", action="store_true",
+                        help="compile training steps with XLA (recompiles for every new batch width)")
+    parser.add_argument("--strategy", choices=["one-device", "mirrored", "multi-worker"], default="one-device",
+                        help="mirrored: all GPUs of this machine; multi-worker: several machines, "
+                        "described by $TF_CONFIG (default: %(default)s)")
     return parser
 
 
@@ -75,8 +87,8 @@ def parse_flags(parser, argv, tiny_bert_settings):
     """Parse the flags and find the checkpoint; the tiny one brings its demo settings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.maxlen < 1:
-        raise UserError("--epochs, --batch-size and --maxlen must be at least 1")
+    if min(args.epochs, args.batch_size, args.maxlen, args.accumulate) < 1:
+        raise UserError("--epochs, --batch-size, --maxlen and --accumulate must be at least 1")
     checkpoint = find_checkpoint(args.bert_dir)
     if checkpoint.is_tiny:
         given = {flag.split("=")[0][2:].replace("-", "_") for flag in argv if flag.startswith("--")}
@@ -86,6 +98,47 @@ def parse_flags(parser, argv, tiny_bert_settings):
         print_tiny_banner(demo_settings)
     keras.utils.set_random_seed(args.seed)
     return args, checkpoint
+
+
+def set_up_devices(args):
+    """The tf.distribute strategy of --strategy, with the --mixed-precision policy in force.
+
+    Call it before building any model; build and compile the models in `strategy.scope()`.
+    """
+    if args.mixed_precision:
+        ScaledDotProductAttention.call = attention_in_float32
+        keras.mixed_precision.set_global_policy("mixed_" + args.mixed_precision)
+    if args.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if args.strategy == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def attention_in_float32(self, inputs, mask=None, **kwargs):
+    """keras-self-attention's ScaledDotProductAttention.call, with scores and softmax in float32.
+
+    The original casts its scale and mask to float32 and fails on 16-bit inputs ("x and y must
+    have the same dtype"); float32 scores also keep exp() and the -10000 mask from overflowing.
+    """
+    query, key, value = inputs if isinstance(inputs, list) else (inputs, inputs, inputs)
+    if isinstance(mask, list):
+        mask = mask[1]
+    scores = tf.cast(K.batch_dot(query, key, axes=2), tf.float32)
+    scores /= K.sqrt(K.cast(K.shape(query)[-1], tf.float32))
+    if self.history_only:
+        query_len, key_len = K.shape(query)[1], K.shape(key)[1]
+        later = K.expand_dims(K.arange(0, key_len), axis=0) > K.expand_dims(K.arange(0, query_len), axis=-1)
+        scores -= 10000.0 * K.expand_dims(K.cast(later, tf.float32), axis=0)
+    if mask is not None:
+        scores -= 10000.0 * (1.0 - K.cast(K.expand_dims(mask, axis=-2), tf.float32))
+    self.intensity = scores
+    weights = K.exp(scores - K.max(scores, axis=-1, keepdims=True))
+    self.attention = weights / K.sum(weights, axis=-1, keepdims=True)
+    output = K.batch_dot(tf.cast(self.attention, value.dtype), value)
+    if self.return_attention:
+        return [output, tf.cast(self.attention, value.dtype)]
+    return output
 
 
 def check_sequence_length(longest_sequence, checkpoint, flag="--maxlen"):
@@ -201,7 +254,11 @@ class TrainingBatches:
 
     def dataset(self):
         dataset = tf.data.Dataset.from_generator(self._generate, output_signature=self.signature)
-        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        # Several workers: each makes the same (seed, epoch) batches and keeps its share of each.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return (dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+                .with_options(options).prefetch(tf.data.AUTOTUNE))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +282,59 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"lr": self.lr, "min_lr": self.min_lr, "steps_per_epoch": self.steps_per_epoch}
+
+
+# ---------------------------------------------------------------------------------------------
+# The training model: Keras' own, plus gradient accumulation
+# ---------------------------------------------------------------------------------------------
+
+class AccumulatingModel(keras.Model):
+    """A functional keras.Model whose training step can go through a batch in micro-batches.
+
+    With `accumulate` N, each batch is cut into N micro-batches that go forward and backward one
+    after the other (the activation memory of one), and their gradients, weighted by their share
+    of the batch, are applied once: one step is still one update of the whole batch, so the
+    schedule, resuming and the step count do not change. Under a tf.distribute strategy it also
+    weights each replica by its share of the global batch, which Keras' own step does not when a
+    batch does not split evenly. `loss_denominator(x)` is what the loss averages over (default:
+    the examples; e.g. the real tokens, for a loss that is a mean over tokens).
+    """
+
+    def __init__(self, *args, accumulate=1, loss_denominator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accumulate = accumulate
+        self.loss_denominator = loss_denominator or (lambda x: tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32))
+
+    def train_step(self, data):
+        replica = tf.distribute.get_replica_context()
+        if self.accumulate == 1 and replica.num_replicas_in_sync == 1:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.trainable_variables
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        parts = tf.minimum(self.accumulate, batch)  # no empty micro-batch, even on a short replica
+        # Keras divides each replica's loss by the replica count; `share` below undoes that.
+        total = replica.all_reduce(tf.distribute.ReduceOp.SUM, self.loss_denominator(x)) / replica.num_replicas_in_sync
+
+        def micro_step(i, sums):
+            start, end = i * batch // parts, (i + 1) * batch // parts
+            xi, yi, wi = (tf.nest.map_structure(lambda t: None if t is None else t[start:end], part)
+                          for part in (x, y, sample_weight))
+            with tf.GradientTape() as tape:
+                prediction = self(xi, training=True)
+                loss = self.compute_loss(xi, yi, prediction, wi)  # compiled and add_loss losses
+            # The optimizer's compute_gradients applies and removes float16 loss scaling.
+            gradients = [g for g, _ in self.optimizer.compute_gradients(loss, variables, tape=tape)]
+            self.compiled_metrics.update_state(yi, prediction, wi)  # reading them here would fail when mirrored
+            share = self.loss_denominator(xi) / total
+            # A plain product: tf.math.multiply_no_nan here met a Grappler bug (wrong gradients).
+            return i + 1, [s + tf.cast(share, s.dtype) * tf.convert_to_tensor(g) for s, g in zip(sums, gradients)]
+
+        # One micro-step in the graph whatever N is; parallel_iterations=1 runs them one at a time.
+        _, sums = tf.while_loop(lambda i, _: i < parts, micro_step,
+                                (tf.constant(0), [tf.zeros_like(v) for v in variables]), parallel_iterations=1)
+        self.optimizer.apply_gradients(zip(sums, variables))
+        return self.get_metrics_result()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,12 +481,16 @@ def train(model, batches, evaluate, args, metric_name, script):
     The model must be compiled. `evaluate()` returns the dev metric (higher is better).
     Afterwards the model holds the best weights.
     """
-    resume_dir = os.path.join(args.output_dir, RESUME_DIR_NAME)
+    output_dir = args.output_dir
+    strategy = model.distribute_strategy
+    if not strategy.extended.should_checkpoint:  # another worker than the chief of a multi-worker run
+        output_dir = os.path.join(output_dir, "worker-%d" % strategy.cluster_resolver.task_id)
+    resume_dir = os.path.join(output_dir, RESUME_DIR_NAME)
     state_path = os.path.join(resume_dir, "state.json")
     best = -math.inf
     if args.resume:
         if not os.path.isfile(state_path):
-            raise UserError("nothing to resume in %s: no interrupted run was saved there" % args.output_dir)
+            raise UserError("nothing to resume in %s: no interrupted run was saved there" % output_dir)
         with open(state_path) as reader:
             state = json.load(reader)
         batches.epoch, best = state["epochs_done"], state["best"]
@@ -384,32 +498,33 @@ def train(model, batches, evaluate, args, metric_name, script):
               % (batches.epoch, args.epochs, metric_name, best))
     elif os.path.isdir(resume_dir):
         raise UserError("%s holds an interrupted run: add --resume to continue it, or delete %s to "
-                        "start over" % (args.output_dir, resume_dir))
-    os.makedirs(args.output_dir, exist_ok=True)
+                        "start over" % (output_dir, resume_dir))
+    os.makedirs(output_dir, exist_ok=True)
 
     progress = ProgressBar(batches, args.epochs)
     stop_on_signal = StopOnSignal()
-    keep_best_weights = KeepBestWeights(evaluate, metric_name, args.output_dir, progress, best)
+    keep_best_weights = KeepBestWeights(evaluate, metric_name, output_dir, progress, best)
     callbacks = [
         progress,
-        StopOnNaN(args.lr, best_weights_path(args.output_dir)),
+        StopOnNaN(args.lr, best_weights_path(output_dir)),
         stop_on_signal,
         keep_best_weights,
         # Weights, optimizer state (so the schedule's step) and epoch count, saved every epoch.
         keras.callbacks.BackupAndRestore(resume_dir),
-        keras.callbacks.TensorBoard(os.path.join(args.output_dir, "logs"), write_graph=False),
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
     ]
     try:
         model.fit(batches.dataset(), epochs=args.epochs, callbacks=callbacks, verbose=0)
     except TrainingInterrupted as interruption:
         raise TrainingInterrupted(
             "stopped by %s; the best weights are kept at %s and the last finished epoch in %s. "
-            "To continue, run the same command with --resume" % (interruption, best_weights_path(args.output_dir), resume_dir))
+            "To continue, run the same command with --resume" % (interruption, best_weights_path(output_dir), resume_dir))
     except tf.errors.ResourceExhaustedError:
-        raise UserError("out of memory. Try a smaller --batch-size or --maxlen; the best weights so far "
-                        "are kept at %s" % best_weights_path(args.output_dir))
+        raise UserError("out of memory. Try a smaller --batch-size or --maxlen, --accumulate 2 or more (the same "
+                        "updates in less memory), or --mixed-precision on a GPU; the best weights so far are kept "
+                        "at %s" % best_weights_path(output_dir))
     finally:
         stop_on_signal.restore_handlers()
     shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
-    load_best_weights(model, args.output_dir, script)
+    load_best_weights(model, output_dir, script)
     return keep_best_weights.best

@@ -36,8 +36,8 @@ from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, length_sorted_batches,
-    load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, train)
+    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, length_sorted_batches,
+    load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -249,7 +249,7 @@ def masked_mean(loss, mask):
     return tf.reduce_sum(loss * mask) / tf.reduce_sum(mask)
 
 
-def build_models(checkpoint, num_predicates):
+def build_models(checkpoint, num_predicates, accumulate=1):
     bert = load_bert(checkpoint)
     token_ids = keras.layers.Input(shape=(None,), name="token_ids")
     segment_ids = keras.layers.Input(shape=(None,), name="segment_ids")
@@ -261,21 +261,24 @@ def build_models(checkpoint, num_predicates):
     object_ends_in = keras.layers.Input(shape=(None, num_predicates), name="object_ends")
 
     t = bert([token_ids, segment_ids])
-    subject_starts = keras.layers.Dense(1, activation="sigmoid", name="subject_start")(t)
-    subject_ends = keras.layers.Dense(1, activation="sigmoid", name="subject_end")(t)
+    # The heads compute in float32 even under --mixed-precision, so that the losses stay exact.
+    subject_starts = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="subject_start")(t)
+    subject_ends = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="subject_end")(t)
     subject_model = keras.Model([token_ids, segment_ids], [subject_starts, subject_ends])
 
     k1v = keras.layers.Lambda(gather_vectors, name="k1_vector")([t, k1])
     k2v = keras.layers.Lambda(gather_vectors, name="k2_vector")([t, k2])
     kv = keras.layers.Average()([k1v, k2v])
     t = keras.layers.Add()([t, kv])
-    object_starts = keras.layers.Dense(num_predicates, activation="sigmoid", name="object_start")(t)
-    object_ends = keras.layers.Dense(num_predicates, activation="sigmoid", name="object_end")(t)
+    object_starts = keras.layers.Dense(num_predicates, activation="sigmoid", dtype="float32", name="object_start")(t)
+    object_ends = keras.layers.Dense(num_predicates, activation="sigmoid", dtype="float32", name="object_end")(t)
     object_model = keras.Model([token_ids, segment_ids, k1, k2], [object_starts, object_ends])
 
-    train_model = keras.Model(
+    # keras.Model, plus gradient accumulation (--accumulate) weighted by real tokens, as the loss is
+    train_model = AccumulatingModel(
         [token_ids, segment_ids, subject_starts_in, subject_ends_in, k1, k2, object_starts_in, object_ends_in],
-        [subject_starts, subject_ends, object_starts, object_ends])
+        [subject_starts, subject_ends, object_starts, object_ends],
+        accumulate=accumulate, loss_denominator=lambda inputs: tf.reduce_sum(tf.cast(inputs[0] > 0, tf.float32)))
     mask = tf.cast(tf.greater(token_ids, 0), tf.float32)[:, :, None]  # real tokens, not padding
     bce = keras.backend.binary_crossentropy
     subject_loss = (masked_mean(bce(subject_starts_in[:, :, None], subject_starts), mask)
@@ -417,13 +420,16 @@ def main(argv=None):
     predicate_ids = {predicate: i for i, predicate in enumerate(schemas)}
     # As in the blog, sentences without a triple are left out of training (there is no subject to draw).
     encoded = [encode_example(tokenizer, example, predicate_ids) for example in data["train"] if example["triples"]]
-    subject_model, object_model, train_model = build_models(checkpoint, len(schemas))
     rng = np.random.default_rng(args.seed)
     batches = TrainingBatches(
         lengths=[len(example["token_ids"]) for example in encoded],
         make_batch=lambda indices: make_batch(encoded, indices, len(schemas), rng),
         signature=batch_signature(len(schemas)), batch_size=args.batch_size, seed=args.seed, bucket=args.bucket)
-    train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))))
+    strategy = set_up_devices(args)
+    with strategy.scope():
+        subject_model, object_model, train_model = build_models(checkpoint, len(schemas), args.accumulate)
+        train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))),
+                            jit_compile=args.xla)
     best = train(train_model, batches,
                  lambda: evaluate((subject_model, object_model), tokenizer, data["dev"], list(schemas), args),
                  args, "f1", "relation_extraction.py")

@@ -24,8 +24,8 @@ from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    TrainingBatches, UserError, check_sequence_length, length_sorted_batches, load_best_weights,
-    make_parser, pad, parse_flags, read_data_file, report_truncated, run, train)
+    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, length_sorted_batches, load_best_weights,
+    make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -128,16 +128,16 @@ BATCH_SIGNATURE = (
 # Model: the blog's ten lines
 # ---------------------------------------------------------------------------------------------
 
-def build_model(checkpoint, lr):
+def build_model(checkpoint, accumulate=1):
     bert = load_bert(checkpoint)
     token_ids = keras.layers.Input(shape=(None,), name="token_ids")
     segment_ids = keras.layers.Input(shape=(None,), name="segment_ids")
     x = bert([token_ids, segment_ids])
     x = keras.layers.Lambda(lambda x: x[:, 0], name="cls_vector")(x)
-    p = keras.layers.Dense(1, activation="sigmoid", name="positive_probability")(x)
-    model = keras.Model([token_ids, segment_ids], p)
-    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"])
-    return model
+    # float32 even under --mixed-precision, so that the probability and the loss stay exact
+    p = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="positive_probability")(x)
+    # keras.Model, plus gradient accumulation (--accumulate)
+    return AccumulatingModel([token_ids, segment_ids], p, accumulate=accumulate)
 
 
 def predict_probabilities(model, encoded, batch_size):
@@ -163,7 +163,7 @@ def predict(args, checkpoint, tokenizer):
     texts = list(args.predict or [])
     if args.predict_file:
         texts += [line.strip() for line in read_data_file(args.predict_file).split("\n") if line.strip()]
-    model = build_model(checkpoint, args.lr)
+    model = build_model(checkpoint)
     load_best_weights(model, args.output_dir, "sentiment.py")
     encoded = encode_texts(tokenizer, texts, args.maxlen, args.predict_file or "--predict")
     for text, probability in zip(texts, predict_probabilities(model, encoded, args.batch_size)):
@@ -186,7 +186,11 @@ def main(argv=None):
                for name, examples in data.items() if examples}
     labels = {name: [label for _, label in examples] for name, examples in data.items() if examples}
 
-    model = build_model(checkpoint, args.lr)
+    strategy = set_up_devices(args)
+    with strategy.scope():
+        model = build_model(checkpoint, args.accumulate)
+        model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"],
+                      jit_compile=args.xla)
     batches = TrainingBatches(
         lengths=[len(token_ids) for token_ids, _ in encoded["train"]],
         make_batch=lambda indices: make_batch(encoded["train"], labels["train"], indices),

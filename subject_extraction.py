@@ -37,8 +37,8 @@ from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, length_sorted_batches,
-    load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, train)
+    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, length_sorted_batches,
+    load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -212,7 +212,7 @@ BATCH_SIGNATURE = ((
 # Model: the blog's pointers; `model` predicts, `train_model` adds the labels and the loss
 # ---------------------------------------------------------------------------------------------
 
-def build_model(checkpoint):
+def build_model(checkpoint, accumulate=1):
     bert = load_bert(checkpoint)
     token_ids = keras.layers.Input(shape=(None,), name="token_ids")
     segment_ids = keras.layers.Input(shape=(None,), name="segment_ids")
@@ -221,13 +221,18 @@ def build_model(checkpoint):
 
     mask = keras.layers.Lambda(lambda x: K.cast(K.greater(K.expand_dims(x, 2), 0), "float32"))(token_ids)
     x = bert([token_ids, segment_ids])
-    start_logits = keras.layers.Dense(1, use_bias=False, name="start_pointer")(x)
-    start_logits = keras.layers.Lambda(lambda x: x[0][..., 0] - (1 - x[1][..., 0]) * 1e10)([start_logits, mask])
-    end_logits = keras.layers.Dense(1, use_bias=False, name="end_pointer")(x)
-    end_logits = keras.layers.Lambda(lambda x: x[0][..., 0] - (1 - x[1][..., 0]) * 1e10)([end_logits, mask])
+    # The pointers compute in float32 even under --mixed-precision: -1e10 does not fit in float16.
+    start_logits = keras.layers.Dense(1, use_bias=False, dtype="float32", name="start_pointer")(x)
+    start_logits = keras.layers.Lambda(lambda x: x[0][..., 0] - (1 - x[1][..., 0]) * 1e10,
+                                       dtype="float32")([start_logits, mask])
+    end_logits = keras.layers.Dense(1, use_bias=False, dtype="float32", name="end_pointer")(x)
+    end_logits = keras.layers.Lambda(lambda x: x[0][..., 0] - (1 - x[1][..., 0]) * 1e10,
+                                     dtype="float32")([end_logits, mask])
 
     model = keras.Model([token_ids, segment_ids], [start_logits, end_logits])
-    train_model = keras.Model([token_ids, segment_ids, start_in, end_in], [start_logits, end_logits])
+    # keras.Model, plus gradient accumulation (--accumulate)
+    train_model = AccumulatingModel([token_ids, segment_ids, start_in, end_in], [start_logits, end_logits],
+                                    accumulate=accumulate)
     start_loss = K.mean(K.categorical_crossentropy(start_in, start_logits, from_logits=True))
     # The end cannot come before the gold start: those positions leave the end's softmax.
     end_logits -= (1 - K.cumsum(start_in, 1)) * 1e10
@@ -319,8 +324,11 @@ def main(argv=None):
         lengths=[len(encoded["train"][i][0]) for i in trainable],
         make_batch=lambda indices: make_batch(encoded["train"], positions, [trainable[i] for i in indices]),
         signature=BATCH_SIGNATURE, batch_size=args.batch_size, seed=args.seed, bucket=args.bucket)
-    model, train_model = build_model(checkpoint)
-    train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))))
+    strategy = set_up_devices(args)
+    with strategy.scope():
+        model, train_model = build_model(checkpoint, args.accumulate)
+        train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))),
+                            jit_compile=args.xla)
     gold = [example.entity for example in data["dev"]]
     best = train(train_model, batches,
                  lambda: exact_match(predict_entities(model, encoded["dev"], data["dev"], args.maxlen,

@@ -76,7 +76,7 @@ def test_batches_are_padded_to_their_own_longest_text_and_aligned_with_the_token
 
 
 def test_model_gives_one_probability_per_text(tiny_checkpoint, tokenizer):
-    model = sentiment.build_model(tiny_checkpoint, lr=1e-3)
+    model = sentiment.build_model(tiny_checkpoint)
     encoded = sentiment.encode_texts(tokenizer, ["好", "非常好的酒店"], maxlen=100, source="test")
     probabilities = sentiment.predict_probabilities(model, encoded, batch_size=2)
     assert probabilities.shape == (2,)
