@@ -108,11 +108,16 @@ def set_up_devices(args):
     if args.mixed_precision:
         ScaledDotProductAttention.call = attention_in_float32
         keras.mixed_precision.set_global_policy("mixed_" + args.mixed_precision)
-    if args.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if args.strategy == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    if args.strategy == "mirrored":  # every GPU, or on a machine without one every (logical) CPU
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+    elif args.strategy == "multi-worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        return tf.distribute.get_strategy()
+    print("%s strategy: %d replicas, each batch of %d split between them"
+          % (args.strategy, strategy.num_replicas_in_sync, args.batch_size))
+    return strategy
 
 
 def attention_in_float32(self, inputs, mask=None, **kwargs):

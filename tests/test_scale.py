@@ -1,0 +1,150 @@
+"""Gradient accumulation, mixed precision and tf.distribute give the training they promise.
+
+Exactness checks need a model without dropout: a copy of the tiny checkpoint whose config says
+dropout 0 (the scripts take dropout from the checkpoint's config).
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+from tensorflow import keras
+
+import sentiment
+from synthetic import sentiment_examples
+from tokenizer import OurTokenizer, load_vocab
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def no_dropout_checkpoint(tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("no_dropout") / "bert"
+    shutil.copytree(tiny_checkpoint.bert_dir, folder)
+    config = json.loads((folder / "bert_config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "bert_config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """90 training texts: with batch 16 the last batch has 10, which two replicas split unevenly."""
+    folder = tmp_path_factory.mktemp("sentiment")
+    examples = sentiment_examples(110, seed=3)
+    for name, rows in (("dev.tsv", examples[:20]), ("train.tsv", examples[20:])):
+        (folder / name).write_text("".join("%s\t%d\n" % row for row in rows), encoding="utf-8")
+    return str(folder)
+
+
+def weights_in(path):
+    """All arrays of a Keras .h5 weights file, in a fixed order."""
+    arrays = []
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset) else None)
+    return [array for _, array in sorted(arrays, key=lambda pair: pair[0])]
+
+
+def assert_same_weights(path_a, path_b, atol):
+    a, b = weights_in(path_a), weights_in(path_b)
+    assert len(a) == len(b) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=atol)
+
+
+def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_dropout_checkpoint):
+    from bert_checkpoint import BertCheckpoint
+
+    checkpoint = BertCheckpoint(no_dropout_checkpoint)
+    tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
+    examples = sentiment_examples(16, seed=5)
+    encoded = sentiment.encode_texts(tokenizer, [text for text, _ in examples], 100, "test")
+    inputs, labels = sentiment.make_batch(encoded, [label for _, label in examples], np.arange(16))
+    updated = []
+    for accumulate in (1, 4):
+        keras.utils.set_random_seed(0)
+        model = sentiment.build_model(checkpoint, accumulate)
+        model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5))
+        before = [w.copy() for w in model.get_weights()]
+        model.train_on_batch(list(inputs), labels)
+        updated.append([w - b for w, b in zip(model.get_weights(), before)])
+    largest_update = max(np.abs(u).max() for u in updated[0])
+    assert largest_update > 1e-2  # the step did move the weights
+    for whole, accumulated in zip(*updated):
+        np.testing.assert_allclose(accumulated, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["bfloat16"])
+def test_mixed_precision_trains_with_float32_heads(tmp_path, no_dropout_checkpoint, data_dir, policy):
+    result = subprocess.run(
+        [sys.executable, "sentiment.py", "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
+         "--output-dir", str(tmp_path), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
+         "--mixed-precision", policy], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    losses = [float(line.split("loss ")[1].split(",")[0]) for line in result.stdout.split("\n") if line.startswith("epoch ")]
+    assert len(losses) == 2 and np.isfinite(losses).all() and losses[1] < losses[0]
+    head = [array for array in weights_in(str(tmp_path / "best_weights.h5")) if array.shape == (128, 1)]
+    assert head and head[0].dtype == np.float32
+
+
+MIRRORED_RUN = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import sentiment
+    sentiment.main(sys.argv[1:])
+""")
+
+
+def test_mirrored_over_two_devices_trains_as_one_device_does(tmp_path, no_dropout_checkpoint, data_dir):
+    for strategy in ("one-device", "mirrored"):
+        result = subprocess.run(
+            [sys.executable, "-c", MIRRORED_RUN, "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
+             "--output-dir", str(tmp_path / strategy), "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
+             "--strategy", strategy], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+    assert "mirrored strategy: 2 replicas" in result.stdout
+    assert_same_weights(str(tmp_path / "one-device" / "best_weights.h5"),
+                        str(tmp_path / "mirrored" / "best_weights.h5"), atol=1e-4)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_two_workers_on_localhost_finish_with_identical_weights(tmp_path, no_dropout_checkpoint, data_dir):
+    workers = ["127.0.0.1:%d" % port for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        log = open(tmp_path / ("worker%d.log" % index), "w")
+        processes.append(subprocess.Popen(
+            [sys.executable, "sentiment.py", "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
+             "--output-dir", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
+             "--strategy", "multi-worker"],
+            cwd=PROJECT_DIR, env=dict(os.environ, TF_CONFIG=json.dumps(tf_config)),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    try:
+        codes = [process.wait(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, 9)  # only our workers: each leads its own process group
+    logs = [(tmp_path / ("worker%d.log" % index)).read_text() for index in range(2)]
+    assert codes == [0, 0], logs
+    assert all("multi-worker strategy: 2 replicas" in log for log in logs)
+    assert_same_weights(str(tmp_path / "out" / "best_weights.h5"),
+                        str(tmp_path / "out" / "worker-1" / "best_weights.h5"), atol=1e-6)
