@@ -17,7 +17,7 @@ from tensorflow import keras
 
 import sentiment
 from fine_tuning import run
-from synthetic import sentiment_examples
+from synthetic import write_sentiment
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,9 +25,7 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sentiment")
-    examples = sentiment_examples(300, seed=2)
-    for name, rows in (("dev.tsv", examples[:50]), ("train.tsv", examples[50:])):
-        (folder / name).write_text("".join("%s\t%d\n" % row for row in rows), encoding="utf-8")
+    write_sentiment(str(folder), 300, seed=2)
     return folder
 
 

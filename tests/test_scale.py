@@ -17,7 +17,7 @@ import pytest
 from tensorflow import keras
 
 import sentiment
-from synthetic import sentiment_examples
+from synthetic import sentiment_examples, write_sentiment
 from tokenizer import OurTokenizer, load_vocab
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,11 +35,9 @@ def no_dropout_checkpoint(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """90 training texts: with batch 16 the last batch has 10, which two replicas split unevenly."""
+    """99 training texts: with batch 16 the last batch has 3, which two replicas split unevenly."""
     folder = tmp_path_factory.mktemp("sentiment")
-    examples = sentiment_examples(110, seed=3)
-    for name, rows in (("dev.tsv", examples[:20]), ("train.tsv", examples[20:])):
-        (folder / name).write_text("".join("%s\t%d\n" % row for row in rows), encoding="utf-8")
+    write_sentiment(str(folder), 110, seed=3)
     return str(folder)
 
 
