@@ -1,0 +1,39 @@
+"""benchmarks/throughput.py: the tokens it counts are those of the batches the pipeline really yields."""
+import os
+import sys
+
+import numpy as np
+
+from conftest import PROJECT_DIR
+
+sys.path.insert(0, os.path.join(PROJECT_DIR, "benchmarks"))
+import throughput  # noqa: E402
+from fine_tuning import TrainingBatches, pad  # noqa: E402
+
+
+def test_counted_tokens_match_the_batches_tf_data_yields_across_epochs():
+    lengths = list(np.random.default_rng(0).integers(3, 40, size=50))
+    make_batch = lambda indices: ((pad([np.ones(lengths[i], np.int64) for i in indices]),), )  # noqa: E731
+    signature = (throughput.tf.TensorSpec((None, None), throughput.tf.int64),),
+    for bucket in (False, True):
+        dataset = TrainingBatches(lengths, make_batch, signature, 8, seed=3, bucket=bucket).dataset().repeat()
+        yielded = [(int(np.count_nonzero(ids)), ids.size, ids.shape[1])
+                   for ((ids,),) in dataset.take(17).as_numpy_iterator()]  # 17 steps: past one epoch of 7
+        batches = throughput.step_batches(lengths, 8, 3, bucket, 17)
+        assert throughput.token_counts(batches, lengths, 1) == yielded
+
+
+def test_widths_round_up_to_the_multiple():
+    assert [width for _, _, width in throughput.token_counts([[0, 1], [2]], [5, 9, 16], 8)] == [16, 16]
+
+
+def test_bucketing_keeps_padding_of_the_bundled_reviews_under_five_percent():
+    import sentiment
+    from tokenizer import OurTokenizer, load_vocab
+
+    examples = sentiment.read_tsv(os.path.join(sentiment.SETTINGS["data_dir"], "train.tsv"))
+    encoded = sentiment.encode_texts(OurTokenizer(load_vocab()), [text for text, _ in examples], 100, "train.tsv")
+    lengths = [len(token_ids) for token_ids, _ in encoded]
+    for bucket, bound in ((False, lambda share: share > 0.3), (True, lambda share: share < 0.05)):
+        real, padded, _ = zip(*throughput.token_counts(throughput.step_batches(lengths, 32, 42, bucket, 94), lengths, 1))
+        assert bound(1 - sum(real) / sum(padded))
