@@ -90,6 +90,9 @@ def parse_flags(parser, argv, tiny_bert_settings):
     args = parser.parse_args(argv)
     if min(args.epochs, args.batch_size, args.maxlen, args.accumulate) < 1:
         raise UserError("--epochs, --batch-size, --maxlen and --accumulate must be at least 1")
+    if args.xla and args.accumulate > 1:
+        raise UserError("--xla cannot compile --accumulate's micro-batch loop (tf2xla conversion fails): "
+                        "use one of the two")
     checkpoint = find_checkpoint(args.bert_dir)
     if checkpoint.is_tiny:
         given = {flag.split("=")[0][2:].replace("-", "_") for flag in argv if flag.startswith("--")}

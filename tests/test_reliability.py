@@ -31,7 +31,7 @@ def data_dir(tmp_path_factory):
 
 def script_command(tiny_checkpoint, data_dir, output_dir, *extra):
     return [sys.executable, "sentiment.py", "--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
-            "--output-dir", str(output_dir), "--lr", "1e-3", "--batch-size", "16", "--epochs", "4", *extra]
+            "--output-dir", str(output_dir), "--lr", "1e-3", "--batch-size", "16", "--epochs", "3", *extra]
 
 
 def run_main(argv, capsys):
@@ -66,6 +66,13 @@ def test_maxlen_beyond_the_checkpoints_positions_is_refused(tmp_path, tiny_check
                             "--output-dir", str(tmp_path), "--maxlen", "600"], capsys)
     assert status == 2
     assert "--maxlen gives sequences of up to 602 tokens" in err and "only 512 positions" in err
+
+
+def test_xla_with_accumulation_is_refused_before_anything_runs(tmp_path, tiny_checkpoint, data_dir, capsys):
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
+                            "--output-dir", str(tmp_path / "out"), "--xla", "--accumulate", "2"], capsys)
+    assert status == 2 and "--xla cannot compile --accumulate" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_long_texts_are_cut_and_counted(tmp_path, tiny_checkpoint, tmp_path_factory, capsys):
@@ -152,10 +159,10 @@ def test_sigint_stops_cleanly_and_resume_reaches_the_uninterrupted_result(tmp_pa
     resumed = subprocess.run(script_command(tiny_checkpoint, data_dir, interrupted_dir, "--resume"),
                              cwd=PROJECT_DIR, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    done = int(re.search(r"resuming after epoch (\d+) of 4", resumed.stdout).group(1))
-    assert 1 <= done < 4
+    done = int(re.search(r"resuming after epoch (\d+) of 3", resumed.stdout).group(1))
+    assert 1 <= done < 3
     epochs_run = [int(n) for n in re.findall(r"^epoch (\d+): ", resumed.stdout, re.M)]
-    assert epochs_run == list(range(done + 1, 5))
+    assert epochs_run == list(range(done + 1, 4))
 
     uninterrupted = subprocess.run(script_command(tiny_checkpoint, data_dir, tmp_path / "straight"),
                                    cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
