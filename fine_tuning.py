@@ -223,10 +223,11 @@ def epoch_batches(lengths, batch_size, seed, epoch, bucket=True):
     return batches
 
 
-def length_sorted_batches(lengths, batch_size):
-    """Evaluation batches: sorted by length, so padding is minimal and the order is fixed."""
+def prediction_batches(lengths, batch_size):
+    """Index batches for evaluation and prediction, sorted by length (little padding), with a progress bar."""
     order = np.argsort(lengths, kind="stable")
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return tqdm(batches, desc="predicting", unit="batch", leave=False, disable=None)
 
 
 class TrainingBatches:

@@ -32,11 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, length_sorted_batches,
+    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
@@ -356,8 +355,7 @@ def predict_triples(models, tokenizer, texts, predicates, args):
     """extract_triples over all texts, batched by length so little is padding."""
     encoded = [tokenizer.encode(first=text) for text in texts]
     triples = [None] * len(texts)
-    for indices in tqdm(length_sorted_batches([len(text) for text in texts], args.batch_size),
-                        desc="predicting", unit="batch", leave=False, disable=None):
+    for indices in prediction_batches([len(text) for text in texts], args.batch_size):
         batch_triples = extract_triples(models, [encoded[i] for i in indices], [texts[i] for i in indices],
                                         predicates, args)
         for i, found in zip(indices, batch_triples):

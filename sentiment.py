@@ -20,11 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, length_sorted_batches, load_best_weights,
+    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, prediction_batches,
     make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
@@ -111,11 +110,14 @@ def encode_texts(tokenizer, texts, maxlen, source):
     return encoded
 
 
+def batch_inputs(encoded, indices):
+    """(token_ids, segment_ids) of the examples at `indices`, padded to the longest of them."""
+    return pad([encoded[i][0] for i in indices]), pad([encoded[i][1] for i in indices])
+
+
 def make_batch(encoded, labels, indices):
     """((token_ids, segment_ids), labels) for the examples at `indices`."""
-    token_ids = pad([encoded[i][0] for i in indices])
-    segment_ids = pad([encoded[i][1] for i in indices])
-    return (token_ids, segment_ids), np.asarray(labels, dtype=np.float32)[indices, None]
+    return batch_inputs(encoded, indices), np.asarray(labels, dtype=np.float32)[indices, None]
 
 
 BATCH_SIGNATURE = (
@@ -143,10 +145,8 @@ def build_model(checkpoint, accumulate=1):
 def predict_probabilities(model, encoded, batch_size):
     """The positive probability of each encoded text, batched by length so little is padding."""
     probabilities = np.zeros(len(encoded), dtype=np.float32)
-    batches = length_sorted_batches([len(token_ids) for token_ids, _ in encoded], batch_size)
-    for indices in tqdm(batches, desc="predicting", unit="batch", leave=False, disable=None):
-        (token_ids, segment_ids), _ = make_batch(encoded, np.zeros(len(encoded)), indices)
-        probabilities[indices] = model.predict_on_batch([token_ids, segment_ids])[:, 0]
+    for indices in prediction_batches([len(token_ids) for token_ids, _ in encoded], batch_size):
+        probabilities[indices] = model.predict_on_batch(list(batch_inputs(encoded, indices)))[:, 0]
     return probabilities
 
 

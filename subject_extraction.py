@@ -33,11 +33,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 from tensorflow.keras import backend as K  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, length_sorted_batches,
+    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
@@ -263,8 +262,7 @@ def best_span(start_logits, end_logits, text_start, text_end, max_span=0):
 def predict_entities(model, encoded, examples, maxlen, batch_size, max_span):
     """The predicted entity of each example: a slice of its (cut) text."""
     entities = [None] * len(examples)
-    batches = length_sorted_batches([len(token_ids) for token_ids, _, _ in encoded], batch_size)
-    for indices in tqdm(batches, desc="predicting", unit="batch", leave=False, disable=None):
+    for indices in prediction_batches([len(token_ids) for token_ids, _, _ in encoded], batch_size):
         token_ids = pad([encoded[i][0] for i in indices])
         segment_ids = pad([encoded[i][1] for i in indices])
         start_logits, end_logits = model.predict_on_batch([token_ids, segment_ids])

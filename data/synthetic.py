@@ -35,10 +35,15 @@ def sentiment_examples(count, seed=0):
     return examples
 
 
+def dev_and_train(examples):
+    """A tenth of the examples (at least one) for dev, the rest for training."""
+    dev_size = max(1, len(examples) // 10)
+    return examples[:dev_size], examples[dev_size:]
+
+
 def write_sentiment(out_dir, count, seed):
-    examples = sentiment_examples(count, seed)
-    dev_size = max(1, count // 10)
-    for name, rows in (("dev.tsv", examples[:dev_size]), ("train.tsv", examples[dev_size:])):
+    dev, train = dev_and_train(sentiment_examples(count, seed))
+    for name, rows in (("dev.tsv", dev), ("train.tsv", train)):
         with open(os.path.join(out_dir, name), "w", encoding="utf-8") as writer:
             writer.writelines("%s\t%d\n" % (text, label) for text, label in rows)
 
@@ -219,9 +224,8 @@ def relation_examples(count, seed=0):
 
 
 def write_relation(out_dir, count, seed):
-    examples = relation_examples(count, seed)
-    dev_size = max(1, count // 10)
-    for name, rows in (("dev_data.json", examples[:dev_size]), ("train_data.json", examples[dev_size:])):
+    dev, train = dev_and_train(relation_examples(count, seed))
+    for name, rows in (("dev_data.json", dev), ("train_data.json", train)):
         with open(os.path.join(out_dir, name), "w", encoding="utf-8") as writer:
             writer.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     with open(os.path.join(out_dir, "all_50_schemas"), "w", encoding="utf-8") as writer:
