@@ -15,14 +15,15 @@ import signal
 import sys
 import time
 
-import numpy as np
-import tensorflow as tf
-from keras_self_attention import ScaledDotProductAttention
-from tensorflow import keras
-from tensorflow.keras import backend as K
-from tqdm import tqdm
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras_self_attention import ScaledDotProductAttention  # noqa: E402
+from tensorflow import keras  # noqa: E402
+from tensorflow.keras import backend as K  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner
+from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner  # noqa: E402
 
 BEST_WEIGHTS_NAME = "best_weights.h5"  # not ".weights.h5": Keras 2.15 reads that suffix as its new format
 RESUME_DIR_NAME = "resume"

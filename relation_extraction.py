@@ -27,6 +27,7 @@ predicates. The bundled `data/relation` is a small made-up sample in that format
 import json
 import os
 
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up INFO lines, keep warnings
 
 import numpy as np  # noqa: E402

@@ -15,6 +15,7 @@ training set is held out, as in the blog. The bundled `data/sentiment` is a slic
 """
 import os
 
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up INFO lines, keep warnings
 
 import numpy as np  # noqa: E402

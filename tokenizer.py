@@ -17,7 +17,18 @@ span tasks depend on: token 0 is `[CLS]`, token i+1 is character i, the last tok
 import os
 import unicodedata
 
-from keras_bert import Tokenizer
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
+import tensorflow as tf  # noqa: E402
+
+KERAS_3_MESSAGE = (
+    "tf.keras is Keras 3 here, but keras-bert needs Keras 2 (the tf-keras package). TensorFlow chose "
+    "Keras 3 because it was used before this project set TF_USE_LEGACY_KERAS=1 (in a notebook: another "
+    "cell imported TensorFlow first). Restart the kernel and import this project's code first, or set "
+    "os.environ['TF_USE_LEGACY_KERAS'] = '1' before the first `import tensorflow`.")
+if not tf.keras.layers.Layer.__module__.startswith("tf_keras"):  # this loads tf.keras
+    raise ImportError(KERAS_3_MESSAGE)
+
+from keras_bert import Tokenizer  # noqa: E402
 
 DEFAULT_VOCAB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vocab.txt")
 SPACE_TOKEN = "[unused1]"

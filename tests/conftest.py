@@ -5,6 +5,7 @@ import pytest
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [PROJECT_DIR, os.path.join(PROJECT_DIR, "data")]
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before any test imports TensorFlow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
