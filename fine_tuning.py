@@ -70,8 +70,9 @@ def make_parser(doc, settings):
                         help="fixes the data split, batch order and initial weights (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run saved in --output-dir")
-    parser.add_argument("--no-bucket", dest="bucket", action="store_false",
-                        help="random batches as in the blog, instead of batches of similar length")
+    parser.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=settings["bucket"],
+                        help="--bucket: batches of texts of similar length, little padding; --no-bucket: random "
+                        "batches as in the blog (default: %s)" % ("--bucket" if settings["bucket"] else "--no-bucket"))
     parser.add_argument("--accumulate", type=int, default=1, metavar="N",
                         help="split each batch into N micro-batches and sum their gradients: the "
                         "memory of a batch N times smaller, the updates of the full one (default: 1)")
