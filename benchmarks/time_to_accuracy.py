@@ -47,23 +47,25 @@ def sentiment_data(folder):
 
 def subject_data(folder):
     os.makedirs(folder)
-    synthetic.write_subject(folder, 2300, DATA_SEED)  # 1 in 9 held out: ~2,000 train / ~250 dev questions
+    synthetic.write_subject(folder, 2300, DATA_SEED)  # 1 in 9 held out: ~1,800 train / ~220 dev questions
     return folder
 
 
 def relation_data(folder):
     os.makedirs(folder)
-    synthetic.write_relation(folder, 2300, DATA_SEED)  # 2,070 train / 230 dev sentences
+    synthetic.write_relation(folder, 1000, DATA_SEED)  # 900 train / 100 dev sentences
     return folder
 
 
+# The targets are what the tiny random BERT reaches in these epochs; with a real checkpoint pass
+# --target TASK=VALUE (the blog's: sentiment 0.955, subject 0.89, relation 0.82).
 TASKS = {
     "sentiment": dict(script="sentiment.py", data=sentiment_data, metric="accuracy", target=0.80,
                       flags=["--epochs", "4", "--lr", "5e-4"]),
-    "subject": dict(script="subject_extraction.py", data=subject_data, metric="accuracy", target=0.90,
-                    flags=["--epochs", "6", "--lr", "5e-4", "--min-lr", "5e-4"]),
-    "relation": dict(script="relation_extraction.py", data=relation_data, metric="f1", target=0.85,
-                     flags=["--epochs", "10", "--lr", "1e-3", "--min-lr", "1e-3", "--batch-size", "8"]),
+    "subject": dict(script="subject_extraction.py", data=subject_data, metric="accuracy", target=0.43,
+                    flags=["--epochs", "5", "--lr", "1e-3", "--min-lr", "1e-3"]),
+    "relation": dict(script="relation_extraction.py", data=relation_data, metric="f1", target=0.30,
+                     flags=["--epochs", "6", "--lr", "3e-3", "--min-lr", "1e-3", "--batch-size", "8"]),
 }
 VARIANTS = {"random (blog)": ["--no-bucket"], "bucketed": ["--bucket"]}
 EPOCH_LINE = re.compile(r"^epoch (\d+): loss ([\d.naninf]+), dev \w+ ([\d.]+) .*?, ([\d.]+) s, (\d+) tokens/s, "
@@ -77,6 +79,8 @@ def build_parser():
                         "./chinese_L-12_H-768_A-12, then the tiny random BERT")
     parser.add_argument("--tasks", default=",".join(TASKS), help="default: %(default)s")
     parser.add_argument("--seeds", default="1,2,3", help="default: %(default)s")
+    parser.add_argument("--target", action="append", default=[], metavar="TASK=VALUE",
+                        help="the dev metric to reach, e.g. subject=0.89 (default: the tiny BERT's, see TASKS)")
     parser.add_argument("--json", metavar="FILE", help="also write every run's epochs to FILE")
     return parser
 
@@ -150,9 +154,12 @@ def print_task(task, runs):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     tasks = args.tasks.split(",")
-    unknown = set(tasks) - set(TASKS)
+    targets = dict(target.partition("=")[::2] for target in args.target)
+    unknown = (set(tasks) | set(targets)) - set(TASKS)
     if unknown:
         sys.exit("error: unknown task %s; choose from %s" % (", ".join(sorted(unknown)), ", ".join(TASKS)))
+    for task, value in targets.items():
+        TASKS[task]["target"] = float(value)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     all_runs = []
     with tempfile.TemporaryDirectory(prefix="time_to_accuracy_") as work_dir:

@@ -37,3 +37,18 @@ def test_bucketing_keeps_padding_of_the_bundled_reviews_under_five_percent():
     for bucket, bound in ((False, lambda share: share > 0.3), (True, lambda share: share < 0.05)):
         real, padded, _ = zip(*throughput.token_counts(throughput.step_batches(lengths, 32, 42, bucket, 94), lengths, 1))
         assert bound(1 - sum(real) / sum(padded))
+
+
+def test_time_to_accuracy_reads_the_scripts_epoch_lines_and_finds_the_first_epoch_at_the_target():
+    import time_to_accuracy
+
+    output = ("epoch 1: loss 0.6931, dev accuracy 0.7000 (best 0.7000, saved), 31.4 s, 5397 tokens/s, 0.9% padding\n"
+              "dev precision 0.5000, recall 0.2500\n"
+              "epoch 2: loss 0.2130, dev f1 0.8420 (best 0.8420, saved), 30.0 s, 5400 tokens/s, 36.5% padding\n"
+              "epoch 3: loss 0.1000, dev accuracy 0.8300 (best 0.8420), 29.0 s, 5500 tokens/s, 1.0% padding\n")
+    epochs = time_to_accuracy.EPOCH_LINE.findall(output)
+    assert [(int(epoch), float(metric), float(seconds)) for epoch, _, metric, seconds, _, _ in epochs] == [
+        (1, 0.70, 31.4), (2, 0.842, 30.0), (3, 0.83, 29.0)]
+    run = {"epochs": [{"epoch": int(e), "metric": float(m), "seconds": float(s)} for e, _, m, s, _, _ in epochs]}
+    assert time_to_accuracy.time_to_target(run, 0.8) == (2, 61.4)
+    assert time_to_accuracy.time_to_target(run, 0.9) == (None, None)
