@@ -59,7 +59,6 @@ SETTINGS = dict(
     lr=5e-5,
     min_lr=1e-5,
     seed=42,
-    bucket=False,  # the blog's random batches: length-sorted ones stall span learning (README, "Batching")
 )
 MAX_SPAN = 32
 # A tiny random BERT barely moves at the blog's learning rate; with these it goes from 0 to ~0.45

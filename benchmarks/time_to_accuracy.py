@@ -5,7 +5,7 @@ itself, from the same seed on the same data, with the blog's random batches (`--
 with length-bucketed batches (`--bucket`), and reports per run the dev metric after every epoch,
 the first epoch at which it reaches the task's target, the training seconds until then (the sum
 of the epochs' times), and, as secondary columns, the median epoch time, real tokens per second
-and the padded share. The script's own default is marked.
+and the padded share.
 
 The data: sentiment on the bundled real reviews (data/sentiment); subject and relation on
 synthetic sets in the contests' formats (data/synthetic.py, a seed the bundled samples do not
@@ -67,7 +67,7 @@ TASKS = {
     "relation": dict(script="relation_extraction.py", data=relation_data, metric="f1", target=0.30,
                      flags=["--epochs", "6", "--lr", "3e-3", "--min-lr", "1e-3", "--batch-size", "8"]),
 }
-VARIANTS = {"random (blog)": ["--no-bucket"], "bucketed": ["--bucket"]}
+VARIANTS = {"random (blog, our default)": ["--no-bucket"], "bucketed": ["--bucket"]}
 EPOCH_LINE = re.compile(r"^epoch (\d+): loss ([\d.naninf]+), dev \w+ ([\d.]+) .*?, ([\d.]+) s, (\d+) tokens/s, "
                         r"([\d.]+)% padding", re.M)
 
@@ -101,13 +101,7 @@ def run_script(task, variant, seed, data_dir, output_dir, bert_dir):
     epochs = [dict(epoch=int(epoch), loss=float(loss), metric=float(metric), seconds=float(seconds),
                    tokens_per_second=int(tokens), padding=float(padding))
               for epoch, loss, metric, seconds, tokens, padding in EPOCH_LINE.findall(finished.stdout)]
-    return dict(task=task, variant=variant, seed=seed, epochs=epochs,
-                default=(variant == "bucketed") == buckets_by_default(settings["script"]))
-
-
-def buckets_by_default(script):
-    """The script's own default batching, read from its settings."""
-    return __import__(os.path.splitext(script)[0]).SETTINGS["bucket"]
+    return dict(task=task, variant=variant, seed=seed, epochs=epochs)
 
 
 def time_to_target(run, target):
@@ -133,8 +127,8 @@ def print_task(task, runs):
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in runs:
         epochs, seconds = time_to_target(run, settings["target"])
-        print("| %d | %s%s | %s | %s | %s | %.1f | %d | %.1f%% |" % (
-            run["seed"], run["variant"], " (default)" if run["default"] else "",
+        print("| %d | %s | %s | %s | %s | %.1f | %d | %.1f%% |" % (
+            run["seed"], run["variant"],
             " ".join("%.3f" % epoch["metric"] for epoch in run["epochs"]),
             epochs or "not reached", "%.0f" % seconds if seconds else "-",
             statistics.median(epoch["seconds"] for epoch in run["epochs"]),

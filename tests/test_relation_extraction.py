@@ -192,11 +192,6 @@ def demo_flags(tiny_checkpoint, data_dir, output_dir):
     return flags
 
 
-def test_batches_are_the_blogs_random_ones_by_default_since_length_sorted_ones_stall_span_learning():
-    assert rex.build_parser().parse_args([]).bucket is False
-    assert rex.build_parser().parse_args(["--bucket"]).bucket is True
-
-
 def test_the_tiny_model_learns_triples_from_a_synthetic_set(tiny_checkpoint, tmp_path, capsys):
     synthetic.write_relation(str(tmp_path), 600, seed=1)
     rex.main(demo_flags(tiny_checkpoint, tmp_path, tmp_path / "out") + ["--epochs", "3"])

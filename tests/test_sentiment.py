@@ -75,12 +75,6 @@ def test_batches_are_padded_to_their_own_longest_text_and_aligned_with_the_token
     assert labels.tolist() == [[1.0], [1.0]]
 
 
-def test_batches_are_length_sorted_by_default_and_no_bucket_gives_the_blogs_random_ones():
-    # Measured: on reviews, length-sorted batches reach the dev target in no more epochs (README, "Batching").
-    assert sentiment.build_parser().parse_args([]).bucket is True
-    assert sentiment.build_parser().parse_args(["--no-bucket"]).bucket is False
-
-
 def test_model_gives_one_probability_per_text(tiny_checkpoint, tokenizer):
     model = sentiment.build_model(tiny_checkpoint)
     encoded = sentiment.encode_texts(tokenizer, ["好", "非常好的酒店"], maxlen=100, source="test")

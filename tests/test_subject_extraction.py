@@ -124,11 +124,6 @@ def test_dev_is_a_fixed_one_in_nine_of_the_training_rows(tmp_path):
 # Decoding
 # ---------------------------------------------------------------------------------------------
 
-def test_batches_are_the_blogs_random_ones_by_default_since_length_sorted_ones_stall_span_learning():
-    assert se.build_parser().parse_args([]).bucket is False
-    assert se.build_parser().parse_args(["--bucket"]).bucket is True
-
-
 def test_decoder_takes_the_best_pair_with_end_not_before_start_not_two_argmaxes():
     start = np.array([0, 0, 0, 5, 0, 9, 0, 0], float)
     end = np.array([0, 0, 0, 8, 4, 0, 0, 0], float)
@@ -198,7 +193,7 @@ def test_tiny_model_learns_to_point_at_company_names_within_a_few_epochs(tiny_ch
     batches = se.TrainingBatches(
         [len(encoded["train"][i][0]) for i in trainable],
         lambda indices: se.make_batch(encoded["train"], positions, [trainable[i] for i in indices]),
-        se.BATCH_SIGNATURE, batch_size=32, seed=0, bucket=se.SETTINGS["bucket"])  # the script's default
+        se.BATCH_SIGNATURE, batch_size=32, seed=0)  # random batches: the scripts' default
     model, train_model = se.build_model(tiny_checkpoint)
     train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 1e-3, len(batches))))
 
