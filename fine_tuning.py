@@ -56,7 +56,8 @@ def make_parser(doc, settings):
                         "bert_model.ckpt.*); default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, "
                         "then a tiny random BERT for trying things out")
     parser.add_argument("--data-dir", default=settings["data_dir"],
-                        help="the task's files under their usual names (default: %(default)s, or the folder of --train-file)")
+                        help="the task's files under their usual names "
+                        "(default: %(default)s, or the folder of --train-file)")
     parser.add_argument("--train-file", metavar="FILE", help="the training file, instead of the one in --data-dir")
     parser.add_argument("--dev-file", metavar="FILE",
                         help="the dev file, in the training file's format, instead of the one in --data-dir (without "

@@ -73,7 +73,7 @@ TEXT_COLUMNS = ("text_a", "text", "review", "sentence")  # as ChnSentiCorp and t
 
 
 def read_rows(path):
-    """[(line number, fields)] of the non-blank rows: a .csv file by the csv module (quoted fields), else split at tabs."""
+    """[(line number, fields)] of the non-blank rows: a .csv file's by the csv module (quoted fields), else at tabs."""
     text = read_data_file(path)
     if not path.lower().endswith(".csv"):
         return [(line_number, line.rstrip("\r").split("\t"))
