@@ -119,10 +119,9 @@ def read_examples(path, require_label=True):
                         "have none)" % (path, rows[0][0], ", ".join(names)))
     examples = []
     for line_number, fields in rows[1:]:
-        extra = len(fields) - len(names)
-        if extra > 0 and not path.lower().endswith(".csv"):  # tabs inside the text, as a header-less line may have
-            fields = fields[:text_column] + ["\t".join(fields[text_column:text_column + extra + 1])] + \
-                fields[text_column + extra + 1:]
+        text_end = text_column + 1 + len(fields) - len(names)
+        if text_end > text_column + 1 and not path.lower().endswith(".csv"):  # tabs inside the text, as before
+            fields[text_column:text_end] = ["\t".join(fields[text_column:text_end])]
         if len(fields) != len(names):
             raise UserError("%s line %d: expected %d columns (%s), found %d"
                             % (path, line_number, len(names), ", ".join(names), len(fields)))
