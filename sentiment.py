@@ -100,8 +100,8 @@ def header_columns(fields):
     return names, text, names.index("label") if "label" in names else None
 
 
-def read_examples(path, require_label=True):
-    """[(text, label)] of a sentiment file; the label is None in a test file without a label column.
+def read_tsv(path, require_label=True):
+    """[(text, label)] of a sentiment file, .tsv or .csv; the label is None in a test file without a label column.
 
     A header naming `label` and a text column (text_a, text, review or sentence) picks the columns
     and the others are ignored; without one, each line is `text<TAB>label` (`text,label` in a .csv).
@@ -158,7 +158,7 @@ def read_texts(path):
     """The texts to predict: a file with a header by its text column, any other file line by line."""
     rows = read_rows(path)
     if rows and header_columns(rows[0][1]):
-        return [text for text, _ in read_examples(path, require_label=False)]
+        return [text for text, _ in read_tsv(path, require_label=False)]
     return [line.strip() for line in read_data_file(path).split("\n") if line.strip()]
 
 
@@ -168,17 +168,17 @@ def load_data(data_dir, seed, train_file=None, dev_file=None, test_file=None):
     A file named by its flag replaces the one of that name in data_dir; a test file without labels
     is for prediction only.
     """
-    data = {"train": read_examples(train_file or os.path.join(data_dir, "train.tsv"))}
+    data = {"train": read_tsv(train_file or os.path.join(data_dir, "train.tsv"))}
     dev_path = dev_file or os.path.join(data_dir, "dev.tsv")
     if dev_file or os.path.exists(dev_path):
-        data["dev"] = read_examples(dev_path)
+        data["dev"] = read_tsv(dev_path)
     else:
         order = np.random.default_rng(seed).permutation(len(data["train"]))
         held_out = set(order[:max(1, len(order) // 10)].tolist())
         data["dev"] = [example for i, example in enumerate(data["train"]) if i in held_out]
         data["train"] = [example for i, example in enumerate(data["train"]) if i not in held_out]
     test_path = test_file or os.path.join(data_dir, "test.tsv")
-    data["test"] = read_examples(test_path, require_label=False) if test_file or os.path.exists(test_path) else None
+    data["test"] = read_tsv(test_path, require_label=False) if test_file or os.path.exists(test_path) else None
     if data["test"] and data["test"][0][1] is None:
         print("%s has no labels: no test accuracy; predict its texts with --predict-file %s" % (test_path, test_path))
         data["test"] = None

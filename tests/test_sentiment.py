@@ -35,7 +35,7 @@ def tokenizer():
 def test_reads_text_tab_label_lines_and_skips_a_header(tmp_path):
     path = tmp_path / "train.tsv"
     path.write_text("text\tlabel\n好评\t1\n带\t制表符的差评\t0\n", encoding="utf-8")
-    assert sentiment.read_examples(str(path)) == [("好评", 1), ("带\t制表符的差评", 0)]
+    assert sentiment.read_tsv(str(path)) == [("好评", 1), ("带\t制表符的差评", 0)]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -47,14 +47,14 @@ def test_malformed_files_name_the_line_and_the_expectation(tmp_path, content, me
     path = tmp_path / "train.tsv"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(UserError, match=message):
-        sentiment.read_examples(str(path))
+        sentiment.read_tsv(str(path))
 
 
 def test_gbk_file_is_refused_with_the_conversion_to_run(tmp_path):
     path = tmp_path / "train.tsv"
     path.write_bytes("好评\t1\n差评\t0\n".encode("gbk"))
     with pytest.raises(UserError, match=r"line 1 is not UTF-8 .*GB18030: iconv"):
-        sentiment.read_examples(str(path))
+        sentiment.read_tsv(str(path))
 
 
 def test_without_dev_file_a_tenth_is_held_out_the_same_way_for_a_seed(tmp_path):
@@ -69,19 +69,19 @@ def test_without_dev_file_a_tenth_is_held_out_the_same_way_for_a_seed(tmp_path):
 def test_a_chnsenticorp_header_picks_the_label_and_text_columns_and_ignores_the_others(tmp_path):
     (tmp_path / "train.tsv").write_text("label\ttext_a\n1\t房间干净\n0\t服务\t太差\n", encoding="utf-8")
     (tmp_path / "dev.tsv").write_text("qid\tlabel\ttext_a\n0\t1\t早餐不错\n1\t0\t隔音差\n", encoding="utf-8")
-    assert sentiment.read_examples(str(tmp_path / "train.tsv")) == [("房间干净", 1), ("服务\t太差", 0)]
-    assert sentiment.read_examples(str(tmp_path / "dev.tsv")) == [("早餐不错", 1), ("隔音差", 0)]
+    assert sentiment.read_tsv(str(tmp_path / "train.tsv")) == [("房间干净", 1), ("服务\t太差", 0)]
+    assert sentiment.read_tsv(str(tmp_path / "dev.tsv")) == [("早餐不错", 1), ("隔音差", 0)]
 
 
 def test_csv_files_are_read_by_their_header_with_quoted_commas_quotes_and_line_breaks(tmp_path):
     shopping = tmp_path / "online_shopping_10_cats.csv"
     shopping.write_text('cat,label,review\n书籍,1,"好书，值得一读, 推荐"\n酒店,0,"说是""五星"",其实很差"\n水果,1,新鲜\n',
                         encoding="utf-8")
-    assert sentiment.read_examples(str(shopping)) == [
+    assert sentiment.read_tsv(str(shopping)) == [
         ("好书，值得一读, 推荐", 1), ('说是"五星",其实很差', 0), ("新鲜", 1)]
     weibo = tmp_path / "weibo_senti_100k.csv"
     weibo.write_text('\ufefflabel,review\r\n1,"开心,[哈哈]\r\n第二行"\r\n0,难过\r\n', encoding="utf-8")
-    assert sentiment.read_examples(str(weibo)) == [("开心,[哈哈]\r\n第二行", 1), ("难过", 0)]
+    assert sentiment.read_tsv(str(weibo)) == [("开心,[哈哈]\r\n第二行", 1), ("难过", 0)]
 
 
 def test_a_test_file_without_labels_is_for_prediction_only(tmp_path, capsys):
@@ -158,7 +158,7 @@ def test_training_learns_a_synthetic_sentiment_task_keeps_best_weights_and_predi
     assert os.path.isfile(os.path.join(output_dir, "best_weights.h5"))
     assert not os.path.exists(os.path.join(output_dir, "resume"))  # a finished run leaves nothing to resume
 
-    dev = sentiment.read_examples(str(synthetic_dir / "dev.tsv"))
+    dev = sentiment.read_tsv(str(synthetic_dir / "dev.tsv"))
     predict_file = tmp_path / "texts.txt"
     predict_file.write_text("\n".join(text for text, _ in dev), encoding="utf-8")
     sentiment.main(common + ["--predict-file", str(predict_file)])
