@@ -55,7 +55,13 @@ def make_parser(doc, settings):
     parser.add_argument("--bert-dir", help="Google BERT folder (bert_config.json, vocab.txt, "
                         "bert_model.ckpt.*); default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, "
                         "then a tiny random BERT for trying things out")
-    parser.add_argument("--data-dir", default=settings["data_dir"], help="default: %(default)s")
+    parser.add_argument("--data-dir", default=settings["data_dir"],
+                        help="the task's files under their usual names "
+                        "(default: %(default)s, or the folder of --train-file)")
+    parser.add_argument("--train-file", metavar="FILE", help="the training file, instead of the one in --data-dir")
+    parser.add_argument("--dev-file", metavar="FILE",
+                        help="the dev file, in the training file's format, instead of the one in --data-dir (without "
+                        "one, sentiment and subject extraction hold part of the training file out)")
     parser.add_argument("--output-dir", default=settings["output_dir"],
                         help="best weights, logs and resumable state go here (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=settings["epochs"], help="default: %(default)s")
@@ -92,6 +98,8 @@ def parse_flags(parser, argv, tiny_bert_settings):
     """Parse the flags and find the checkpoint; the tiny one brings its demo settings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.train_file and args.data_dir == parser.get_default("data_dir"):
+        args.data_dir = os.path.dirname(os.path.abspath(args.train_file))  # never the bundled sample's other files
     if min(args.epochs, args.batch_size, args.maxlen, args.accumulate) < 1:
         raise UserError("--epochs, --batch-size, --maxlen and --accumulate must be at least 1")
     if args.xla and args.accumulate > 1:

@@ -17,13 +17,19 @@ Data: `--data-dir` holds DuIE's original files, read as they are. `train_data.js
                                    "subject_type": "...", "object_type": "..."}, ...]}
 and `all_50_schemas`, one {"subject_type", "predicate", "object_type"} a line, which lists the
 predicates. The bundled `data/relation` is a small made-up sample in that format, written by
-`python data/synthetic.py relation --out data/relation --examples 800`.
+`python data/synthetic.py relation --out data/relation --examples 800`. DuIE 2.0's
+`duie_train.json`, `duie_dev.json`, `duie_schema.json` are found too, and CMeIE's files (or any
+others) are named with `--train-file`, `--dev-file`, `--schema-file`. Their objects and object
+types are {"@value": "..."}: the model learns the @value, and the extra slots of DuIE 2.0's
+complex objects (inWork, ...) are counted, not modelled.
 
     python relation_extraction.py                            # train, keep the best dev weights
     python relation_extraction.py --bert-dir chinese_L-12_H-768_A-12 --data-dir DuIE
+    python relation_extraction.py --train-file CMeIE_train.json --dev-file CMeIE_dev.json --schema-file 53_schemas.json
     python relation_extraction.py --predict "《七里香》是周杰伦演唱的歌曲"
     python relation_extraction.py --predict-file test1_data_postag.json
 """
+import collections
 import json
 import os
 
@@ -69,7 +75,10 @@ def build_parser():
                         help="print the triples found in each TEXT with the saved best weights")
     parser.add_argument("--predict-file", metavar="FILE",
                         help="a file like dev_data.json (spo_list optional): write its texts with the "
-                        "predicted spo_list to --output-dir")
+                        "predicted spo_list to --output-dir, in its own format (DuIE 2019 or 2.0)")
+    parser.add_argument("--schema-file", metavar="FILE",
+                        help="the schema file (all_50_schemas, duie_schema.json, 53_schemas.json, ...), instead of "
+                        "the one in --data-dir")
     parser.add_argument("--start-threshold", type=float, default=0.5,
                         help="a span starts where the start probability is above this (default: %(default)s)")
     parser.add_argument("--end-threshold", type=float, default=0.4,
@@ -78,8 +87,41 @@ def build_parser():
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: DuIE's JSON lines, triples located in the text character by character
+# Data: DuIE's JSON lines (2019, 2.0, CMeIE), triples located in the text character by character
 # ---------------------------------------------------------------------------------------------
+
+FILE_NAMES = {  # (train, dev, schema) as each release names them, looked for in --data-dir
+    "DuIE 2019": {"train": "train_data.json", "dev": "dev_data.json", "schema": "all_50_schemas"},
+    "DuIE 2.0": {"train": "duie_train.json", "dev": "duie_dev.json", "schema": "duie_schema.json"},
+}
+
+
+def find_data_files(data_dir, named):
+    """{part: path} for the parts of `named` ({"train": --train-file, ...}): each file named by its flag,
+    the others under the names of the first release of which data_dir holds any of them."""
+    missing = [part for part, path in named.items() if not path]
+    if not missing:
+        return dict(named)
+    for names in FILE_NAMES.values():
+        if any(os.path.exists(os.path.join(data_dir, names[part])) for part in missing):
+            return {part: path or os.path.join(data_dir, names[part]) for part, path in named.items()}
+    looked_for = "; ".join("%s's %s" % (release, ", ".join(names[part] for part in missing))
+                           for release, names in FILE_NAMES.items())
+    raise UserError("%s has none of the files looked for (%s): name them with %s"
+                    % (data_dir, looked_for, ", ".join("--%s-file" % part for part in missing)))
+
+
+def spo_value(value):
+    """The string of a DuIE 2019 field ("周杰伦"), or the "@value" of a DuIE 2.0 / CMeIE one ({"@value": ...})."""
+    if isinstance(value, dict):
+        value = value.get("@value")
+    return value if isinstance(value, str) else None
+
+
+def uses_values(records):
+    """Whether records (spo_list items or schema lines) wrap objects in {"@value": ...}, as DuIE 2.0 and CMeIE do."""
+    return any(isinstance(record.get(key), dict) for record in records for key in ("object", "object_type"))
+
 
 def read_json_lines(path):
     """(line number, object) for each non-blank line of a JSON-lines file."""
@@ -102,7 +144,8 @@ def read_schemas(path):
         if not isinstance(record.get("predicate"), str):
             raise UserError('%s line %d: expected {"subject_type", "predicate", "object_type"}, found no '
                             '"predicate"' % (path, line_number))
-        schemas.setdefault(record["predicate"], (record.get("subject_type", ""), record.get("object_type", "")))
+        object_type = spo_value(record.get("object_type")) or ""  # DuIE 2.0's {"@value": ...} as a plain type
+        schemas.setdefault(record["predicate"], (record.get("subject_type", ""), object_type))
     return schemas
 
 
@@ -123,23 +166,26 @@ def read_examples(path, schemas, maxlen):
     "triples" are those found in that text, to train on (the others are skipped and counted);
     "gold" are all of them, to score against, as the contest does.
     """
-    examples, kept, skipped = [], 0, 0
+    examples, kept, skipped, unmodelled = [], 0, 0, collections.Counter()
     for line_number, record, text in read_texts(path, maxlen):
         spo_list = record.get("spo_list")
         if not isinstance(spo_list, list):
             raise UserError('%s line %d: expected an "spo_list" list' % (path, line_number))
         triples, gold = [], set()
         for spo in spo_list:
-            if not isinstance(spo, dict) or not all(isinstance(spo.get(key), str)
-                                                    for key in ("subject", "predicate", "object")):
-                raise UserError('%s line %d: expected each spo_list item to have "subject", "predicate" and '
-                                '"object" strings, found %s' % (path, line_number, json.dumps(spo, ensure_ascii=False)))
-            if spo["predicate"] not in schemas:
-                raise UserError("%s line %d: predicate %r is not in all_50_schemas"
-                                % (path, line_number, spo["predicate"]))
-            gold.add((spo["subject"], spo["predicate"], spo["object"]))
-            if spo["subject"] and spo["object"] and spo["subject"] in text and spo["object"] in text:
-                triples.append((spo["subject"], spo["predicate"], spo["object"]))
+            obj = spo_value(spo.get("object")) if isinstance(spo, dict) else None
+            if obj is None or not all(isinstance(spo.get(key), str) for key in ("subject", "predicate")):
+                raise UserError('%s line %d: expected each spo_list item to have "subject" and "predicate" strings and '
+                                'an "object" string or {"@value": string}, found %s'
+                                % (path, line_number, json.dumps(spo, ensure_ascii=False)))
+            subject, predicate = spo["subject"], spo["predicate"]
+            if predicate not in schemas:
+                raise UserError("%s line %d: predicate %r is not in the schema file" % (path, line_number, predicate))
+            if isinstance(spo["object"], dict):  # DuIE 2.0's complex objects: {"@value": ..., "inWork": ...}
+                unmodelled.update(slot for slot in spo["object"] if slot != "@value")
+            gold.add((subject, predicate, obj))
+            if subject and obj and subject in text and obj in text:
+                triples.append((subject, predicate, obj))
             else:
                 skipped += 1
         kept += len(triples)
@@ -149,16 +195,19 @@ def read_examples(path, schemas, maxlen):
     if skipped:
         print("%s: %d triples skipped: their subject or object is not in the text (cut to --maxlen %d)"
               % (path, skipped, maxlen))
+    if unmodelled:
+        print("%s: %d extra object slots not modelled (%s): each triple keeps its object's @value"
+              % (path, sum(unmodelled.values()), ", ".join("%s %d" % item for item in sorted(unmodelled.items()))))
     if not with_triples:
         raise UserError("%s: no sentence has a triple whose subject and object occur in its text" % path)
     return examples
 
 
-def load_data(data_dir, maxlen):
-    schemas = read_schemas(os.path.join(data_dir, "all_50_schemas"))
+def load_data(paths, maxlen):
+    """The schemas and {'train': [...], 'dev': [...]} of the files found by find_data_files."""
+    schemas = read_schemas(paths["schema"])
     print("%d predicates: %s" % (len(schemas), " ".join(schemas)))
-    data = {name: read_examples(os.path.join(data_dir, name + "_data.json"), schemas, maxlen)
-            for name in ("train", "dev")}
+    data = {name: read_examples(paths[name], schemas, maxlen) for name in ("train", "dev")}
     return schemas, data
 
 
@@ -376,7 +425,16 @@ def evaluate(models, tokenizer, examples, predicates, args):
 # Prediction: from the saved best weights, on new text
 # ---------------------------------------------------------------------------------------------
 
-def predict(args, checkpoint, tokenizer, schemas):
+def output_spo(subject, predicate, obj, schemas, as_values):
+    """One predicted spo_list item, in DuIE 2.0 / CMeIE's format (as_values) or in DuIE 2019's."""
+    subject_type, object_type = schemas[predicate]
+    if as_values:
+        obj, object_type = {"@value": obj}, {"@value": object_type}
+    return {"subject": subject, "predicate": predicate, "object": obj,
+            "subject_type": subject_type, "object_type": object_type}
+
+
+def predict(args, checkpoint, tokenizer, schemas, schema_path):
     subject_model, object_model, train_model = build_models(checkpoint, len(schemas))
     load_best_weights(train_model, args.output_dir, "relation_extraction.py")
     models, predicates = (subject_model, object_model), list(schemas)
@@ -391,13 +449,15 @@ def predict(args, checkpoint, tokenizer, schemas):
                 print("    no triple found")
     if args.predict_file:
         rows = read_texts(args.predict_file, args.maxlen)
+        # The input's own format: its spo_list items if it has any, else the schema file's object types.
+        given = [spo for _, record, _ in rows for spo in record.get("spo_list") or [] if isinstance(spo, dict)]
+        as_values = uses_values(given) if given else uses_values(record for _, record in read_json_lines(schema_path))
         triples = predict_triples(models, tokenizer, [text for _, _, text in rows], predicates, args)
         name = os.path.splitext(os.path.basename(args.predict_file))[0] + "_pred.json"
         path = os.path.join(args.output_dir, name)
         with open(path, "w", encoding="utf-8") as writer:
             for (_, record, _), found in zip(rows, triples):
-                spo_list = [{"subject": subject, "predicate": predicate, "object": obj,
-                             "subject_type": schemas[predicate][0], "object_type": schemas[predicate][1]}
+                spo_list = [output_spo(subject, predicate, obj, schemas, as_values)
                             for subject, predicate, obj in sorted(found)]
                 writer.write(json.dumps({"text": record["text"], "spo_list": spo_list}, ensure_ascii=False) + "\n")
         print("wrote the triples of %d texts to %s" % (len(rows), path))
@@ -412,10 +472,11 @@ def main(argv=None):
     check_sequence_length(args.maxlen + 2, checkpoint)
     tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
     if args.predict or args.predict_file:
-        schemas = read_schemas(os.path.join(args.data_dir, "all_50_schemas"))
-        return predict(args, checkpoint, tokenizer, schemas)
+        schema_path = find_data_files(args.data_dir, {"schema": args.schema_file})["schema"]
+        return predict(args, checkpoint, tokenizer, read_schemas(schema_path), schema_path)
 
-    schemas, data = load_data(args.data_dir, args.maxlen)
+    paths = find_data_files(args.data_dir, {"train": args.train_file, "dev": args.dev_file, "schema": args.schema_file})
+    schemas, data = load_data(paths, args.maxlen)
     predicate_ids = {predicate: i for i, predicate in enumerate(schemas)}
     # As in the blog, sentences without a triple are left out of training (there is no subject to draw).
     encoded = [encode_example(tokenizer, example, predicate_ids) for example in data["train"] if example["triples"]]

@@ -8,11 +8,18 @@ accuracy on its ~21k reviews.
 Data: `--data-dir` holds `train.tsv` and, optionally, `dev.tsv` and `test.tsv`; each line is
 `text<TAB>label`, label 0 (negative) or 1 (positive), UTF-8. Without `dev.tsv` a tenth of the
 training set is held out, as in the blog. The bundled `data/sentiment` is a slice of real reviews.
+A header line naming `label` and `text_a`, `text`, `review` or `sentence` picks those columns
+instead (ChnSentiCorp's `label<TAB>text_a`, `qid<TAB>label<TAB>text_a`); a `.csv` file is read
+by its header too (`label,review`, `cat,label,review`). `--train-file`, `--dev-file` and
+`--test-file` name files directly; a test file without labels is not scored.
 
     python sentiment.py                                 # train, keep the best dev weights
     python sentiment.py --bert-dir chinese_L-12_H-768_A-12 --data-dir my_reviews
+    python sentiment.py --train-file weibo_senti_100k.csv
     python sentiment.py --predict "这家店的服务太好了" "质量太差，不会再买"
 """
+import csv
+import io
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
@@ -52,47 +59,129 @@ def build_parser():
     parser.add_argument("--predict", nargs="+", metavar="TEXT",
                         help="print the positive probability of each TEXT with the saved best weights")
     parser.add_argument("--predict-file", metavar="FILE",
-                        help="like --predict, for every line of FILE")
+                        help="like --predict, for every line of FILE, or its text column if it has a header")
+    parser.add_argument("--test-file", metavar="FILE",
+                        help="the test file, instead of test.tsv in --data-dir; without labels it is not scored")
     return parser
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: `text<TAB>label` lines
+# Data: `text<TAB>label` lines, or the columns a header names (ChnSentiCorp, the review CSVs)
 # ---------------------------------------------------------------------------------------------
 
-def read_tsv(path):
-    """[(text, label)] from a `text<TAB>label` file; a header line such as `text<TAB>label` is skipped."""
+TEXT_COLUMNS = ("text_a", "text", "review", "sentence")  # as ChnSentiCorp and the review CSVs name it
+
+
+def read_rows(path):
+    """[(line number, fields)] of the non-blank rows: a .csv file's by the csv module (quoted fields), else at tabs."""
+    text = read_data_file(path)
+    if not path.lower().endswith(".csv"):
+        return [(line_number, line.rstrip("\r").split("\t"))
+                for line_number, line in enumerate(text.split("\n"), 1) if line.strip()]
+    rows, reader = [], csv.reader(io.StringIO(text, newline=""))
+    while True:
+        line_number = reader.line_num + 1  # where this row starts; a quoted field may span lines
+        try:
+            row = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as error:
+            raise UserError("%s line %d: %s" % (path, line_number, error))
+        if "".join(row).strip():
+            rows.append((line_number, row))
+
+
+def header_columns(fields):
+    """(names, text column, label column or None) when `fields` is a header naming label or a text column, else None."""
+    names = [field.strip().lower() for field in fields]
+    if "label" not in names and not set(TEXT_COLUMNS) & set(names):
+        return None
+    text = next((names.index(name) for name in TEXT_COLUMNS if name in names), None)
+    return names, text, names.index("label") if "label" in names else None
+
+
+def read_tsv(path, require_label=True):
+    """[(text, label)] of a sentiment file, .tsv or .csv; the label is None in a test file without a label column.
+
+    A header naming `label` and a text column (text_a, text, review or sentence) picks the columns
+    and the others are ignored; without one, each line is `text<TAB>label` (`text,label` in a .csv).
+    """
+    rows = read_rows(path)
+    columns = header_columns(rows[0][1]) if rows else None
+    if columns is None:
+        return read_text_label_rows(path, rows)
+    names, text_column, label_column = columns
+    if text_column is None:
+        raise UserError("%s line %d: expected a text column named %s in the header, found %s"
+                        % (path, rows[0][0], ", ".join(TEXT_COLUMNS), ", ".join(names)))
+    if label_column is None and require_label:
+        raise UserError("%s line %d: expected a label column in the header, found %s (only a test file may "
+                        "have none)" % (path, rows[0][0], ", ".join(names)))
     examples = []
-    for line_number, line in enumerate(read_data_file(path).split("\n"), 1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        text, tab, label = line.rpartition("\t")
-        if not tab:
-            raise UserError("%s line %d: expected text<TAB>label, found no tab" % (path, line_number))
-        if label.strip() not in ("0", "1"):
-            if line_number == 1 and not label.strip().isdigit():
-                continue  # a header
-            raise UserError("%s line %d: the label must be 0 or 1, found %r" % (path, line_number, label))
-        examples.append((text, int(label)))
+    for line_number, fields in rows[1:]:
+        text_end = text_column + 1 + len(fields) - len(names)
+        if text_end > text_column + 1 and not path.lower().endswith(".csv"):  # tabs inside the text, as before
+            fields[text_column:text_end] = ["\t".join(fields[text_column:text_end])]
+        if len(fields) != len(names):
+            raise UserError("%s line %d: expected %d columns (%s), found %d"
+                            % (path, line_number, len(names), ", ".join(names), len(fields)))
+        label = None if label_column is None else check_label(fields[label_column], path, line_number)
+        examples.append((fields[text_column], label))
+    if not examples:
+        raise UserError("%s holds no text" % path)
+    return examples
+
+
+def read_text_label_rows(path, rows):
+    """[(text, label)] of header-less `text<TAB>label` rows; a first line whose label is not a number is skipped."""
+    separator, shown, name = (",", ",", "comma") if path.lower().endswith(".csv") else ("\t", "<TAB>", "tab")
+    examples = []
+    for line_number, fields in rows:
+        if len(fields) < 2:
+            raise UserError("%s line %d: expected text%slabel, found no %s" % (path, line_number, shown, name))
+        label = fields[-1]
+        if line_number == rows[0][0] and not label.strip().isdigit():
+            continue  # a header
+        examples.append((separator.join(fields[:-1]), check_label(label, path, line_number)))
     if not examples:
         raise UserError("%s holds no labelled text" % path)
     return examples
 
 
-def load_data(data_dir, seed):
-    """{'train': [...], 'dev': [...], 'test': [...] or None}; without dev.tsv a 9:1 split as the blog."""
-    data = {"train": read_tsv(os.path.join(data_dir, "train.tsv"))}
-    dev_path = os.path.join(data_dir, "dev.tsv")
-    if os.path.exists(dev_path):
+def check_label(label, path, line_number):
+    if label.strip() not in ("0", "1"):
+        raise UserError("%s line %d: the label must be 0 or 1, found %r" % (path, line_number, label))
+    return int(label)
+
+
+def read_texts(path):
+    """The texts to predict: a file with a header by its text column, any other file line by line."""
+    rows = read_rows(path)
+    if rows and header_columns(rows[0][1]):
+        return [text for text, _ in read_tsv(path, require_label=False)]
+    return [line.strip() for line in read_data_file(path).split("\n") if line.strip()]
+
+
+def load_data(data_dir, seed, train_file=None, dev_file=None, test_file=None):
+    """{'train': [...], 'dev': [...], 'test': [...] or None}; without a dev file a 9:1 split as the blog.
+
+    A file named by its flag replaces the one of that name in data_dir; a test file without labels
+    is for prediction only.
+    """
+    data = {"train": read_tsv(train_file or os.path.join(data_dir, "train.tsv"))}
+    dev_path = dev_file or os.path.join(data_dir, "dev.tsv")
+    if dev_file or os.path.exists(dev_path):
         data["dev"] = read_tsv(dev_path)
     else:
         order = np.random.default_rng(seed).permutation(len(data["train"]))
         held_out = set(order[:max(1, len(order) // 10)].tolist())
         data["dev"] = [example for i, example in enumerate(data["train"]) if i in held_out]
         data["train"] = [example for i, example in enumerate(data["train"]) if i not in held_out]
-    test_path = os.path.join(data_dir, "test.tsv")
-    data["test"] = read_tsv(test_path) if os.path.exists(test_path) else None
+    test_path = test_file or os.path.join(data_dir, "test.tsv")
+    data["test"] = read_tsv(test_path, require_label=False) if test_file or os.path.exists(test_path) else None
+    if data["test"] and data["test"][0][1] is None:
+        print("%s has no labels: no test accuracy; predict its texts with --predict-file %s" % (test_path, test_path))
+        data["test"] = None
     for name, examples in data.items():
         if examples:
             positive = sum(label for _, label in examples)
@@ -163,7 +252,7 @@ def accuracy(model, encoded, labels, batch_size):
 def predict(args, checkpoint, tokenizer):
     texts = list(args.predict or [])
     if args.predict_file:
-        texts += [line.strip() for line in read_data_file(args.predict_file).split("\n") if line.strip()]
+        texts += read_texts(args.predict_file)
     model = build_model(checkpoint)
     load_best_weights(model, args.output_dir, "sentiment.py")
     encoded = encode_texts(tokenizer, texts, args.maxlen, args.predict_file or "--predict")
@@ -182,7 +271,7 @@ def main(argv=None):
     if args.predict or args.predict_file:
         return predict(args, checkpoint, tokenizer)
 
-    data = load_data(args.data_dir, args.seed)
+    data = load_data(args.data_dir, args.seed, args.train_file, args.dev_file, args.test_file)
     encoded = {name: encode_texts(tokenizer, [text for text, _ in examples], args.maxlen, name)
                for name, examples in data.items() if examples}
     labels = {name: [label for _, label in examples] for name, examples in data.items() if examples}

@@ -11,8 +11,9 @@ Data, the contest's format: `--data-dir` holds `event_type_entity_extract_train.
 separated, no header, columns `id, text, event_type, entity` (UTF-8, quoted fields allowed).
 Rows of type 其他 (no subject) are left out, as in the blog, and so are rows whose entity does
 not occur in the text. A fixed 1 in 9 of the rows is held out for dev unless `--dev-file` is
-given. If `event_type_entity_extract_eval.csv` (`id, text, event_type`) is there too, the best
-weights write `result.txt` (`"id","entity"` lines, the submission format) into `--output-dir`.
+given; `--train-file` names a training file by another name. If `event_type_entity_extract_eval.csv`
+(`id, text, event_type`) is there too, the best weights write `result.txt` (`"id","entity"`
+lines, the submission format) into `--output-dir`.
 The bundled `data/subject` is made up, written by `data/synthetic.py subject`.
 
 Beyond the blog: the decoder takes the best-scoring (start, end) pair with end >= start inside
@@ -69,8 +70,6 @@ TINY_BERT_SETTINGS = dict(lr=1e-3, min_lr=2e-4, epochs=3)
 
 def build_parser():
     parser = make_parser(__doc__, SETTINGS)
-    parser.add_argument("--dev-file", help="a dev set in the training file's format, instead of 1 in 9 "
-                        "of the training rows")
     parser.add_argument("--max-span", type=int, default=MAX_SPAN,
                         help="longest entity, in characters, the decoder may return; 0: no limit (default: %(default)s)")
     parser.add_argument("--predict", nargs=2, metavar=("EVENT_TYPE", "TEXT"),
@@ -130,9 +129,9 @@ def read_unlabelled(path):
             for _, (id_, text, event_type) in read_csv_rows(path, Example._fields[:3])]
 
 
-def load_data(data_dir, dev_file, seed):
+def load_data(data_dir, dev_file, seed, train_file=None):
     """{'train': [...], 'dev': [...], 'eval': [...] or None}; without --dev-file 1 in 9 rows are dev."""
-    train_path = os.path.join(data_dir, TRAIN_FILE_NAME)
+    train_path = train_file or os.path.join(data_dir, TRAIN_FILE_NAME)
     data = {"train": read_labelled(train_path)}
     if dev_file:
         data["dev"] = read_labelled(dev_file)
@@ -310,7 +309,7 @@ def main(argv=None):
     if args.predict:
         return predict(args, checkpoint, tokenizer)
 
-    data = load_data(args.data_dir, args.dev_file, args.seed)
+    data = load_data(args.data_dir, args.dev_file, args.seed, args.train_file)
     encoded = {name: encode_questions(tokenizer, examples, args.maxlen, name)
                for name, examples in data.items() if examples}
     check_sequence_length(max(len(token_ids) for part in encoded.values() for token_ids, _, _ in part), checkpoint)

@@ -7,7 +7,7 @@ import pytest
 
 import relation_extraction as rex
 import synthetic
-from fine_tuning import UserError, best_weights_path
+from fine_tuning import UserError, best_weights_path, run
 from tokenizer import OurTokenizer, load_vocab
 
 PREDICATE_IDS = {"歌手": 0, "毕业院校": 1, "国籍": 2}
@@ -147,7 +147,7 @@ def test_a_predicate_missing_from_the_schemas_is_an_error(tmp_path):
     path = tmp_path / "dev_data.json"
     bad = dict(spo("周杰伦", "毕业院校", "淡江中学"), predicate="校友")
     write_lines(path, [{"text": "周杰伦毕业于淡江中学", "spo_list": [bad]}])
-    with pytest.raises(UserError, match=r"dev_data\.json line 1: predicate '校友' is not in all_50_schemas"):
+    with pytest.raises(UserError, match=r"dev_data\.json line 1: predicate '校友' is not in the schema file"):
         rex.read_examples(str(path), SCHEMAS, 160)
 
 
@@ -178,6 +178,104 @@ def test_a_data_set_with_no_triple_left_is_an_error(tmp_path):
     write_lines(path, [{"text": "今天天气不错", "spo_list": [spo("周杰伦", "国籍", "中国")]}])
     with pytest.raises(UserError, match="no sentence has a triple"):
         rex.read_examples(str(path), SCHEMAS, 160)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading DuIE 2.0 and CMeIE files
+# ---------------------------------------------------------------------------------------------
+
+DUIE2_SCHEMAS = dict(SCHEMAS, 饰演=("娱乐人物", "人物"))
+
+
+def duie2_spo(subject, predicate, obj, **extra):
+    """A DuIE 2.0 / CMeIE spo_list item: object and object_type are {"@value": ...} objects."""
+    subject_type, object_type = DUIE2_SCHEMAS[predicate]
+    return dict({"predicate": predicate, "subject": subject, "subject_type": subject_type,
+                 "object": {"@value": obj}, "object_type": {"@value": object_type}}, **extra)
+
+
+DUIE2_SENTENCES = [
+    {"text": "《七里香》是周杰伦演唱的歌曲", "spo_list": [duie2_spo("七里香", "歌手", "周杰伦")]},
+    {"text": "周杰伦在《不能说的秘密》中饰演叶湘伦", "spo_list": [dict(
+        duie2_spo("周杰伦", "饰演", "叶湘伦"), object={"@value": "叶湘伦", "inWork": "不能说的秘密"},
+        object_type={"@value": "人物", "inWork": "影视作品"})]},
+    {"text": "王菲毕业于北京大学", "spo_list": [duie2_spo("王菲", "毕业院校", "北京大学", Combined=False, subject_start_idx=0)]},
+]
+
+
+def write_duie2_schemas(path):
+    write_lines(path, [{"object_type": {"@value": "人物"}, "predicate": "歌手", "subject_type": "歌曲"},
+                       {"object_type": {"@value": "人物", "inWork": "影视作品"}, "predicate": "饰演", "subject_type": "娱乐人物"},
+                       {"object_type": {"@value": "学校"}, "predicate": "毕业院校", "subject_type": "人物"},
+                       {"object_type": {"@value": "国家"}, "predicate": "国籍", "subject_type": "人物"}])
+
+
+def test_duie2_and_cmeie_objects_are_read_by_their_value_extra_keys_ignored_and_extra_slots_counted(tmp_path, capsys):
+    path = tmp_path / "duie_train.json"
+    write_lines(path, DUIE2_SENTENCES)
+    assert rex.read_examples(str(path), DUIE2_SCHEMAS, 160) == [
+        {"text": "《七里香》是周杰伦演唱的歌曲", "triples": [("七里香", "歌手", "周杰伦")], "gold": {("七里香", "歌手", "周杰伦")}},
+        {"text": "周杰伦在《不能说的秘密》中饰演叶湘伦", "triples": [("周杰伦", "饰演", "叶湘伦")],
+         "gold": {("周杰伦", "饰演", "叶湘伦")}},
+        {"text": "王菲毕业于北京大学", "triples": [("王菲", "毕业院校", "北京大学")], "gold": {("王菲", "毕业院校", "北京大学")}},
+    ]
+    assert "duie_train.json: 1 extra object slots not modelled (inWork 1)" in capsys.readouterr().out
+
+
+def test_schema_files_with_object_types_as_objects_give_their_values(tmp_path):
+    write_duie2_schemas(tmp_path / "duie_schema.json")
+    assert rex.read_schemas(str(tmp_path / "duie_schema.json")) == {
+        "歌手": ("歌曲", "人物"), "饰演": ("娱乐人物", "人物"), "毕业院校": ("人物", "学校"), "国籍": ("人物", "国家")}
+    write_lines(tmp_path / "53_schemas.json", [{"subject_type": "疾病", "predicate": "预防", "object_type": "其他"}])
+    assert rex.read_schemas(str(tmp_path / "53_schemas.json")) == {"预防": ("疾病", "其他")}
+
+
+def test_files_are_found_under_2019_or_duie2_names_unless_named(tmp_path):
+    duie2, duie2019 = tmp_path / "DuIE2.0", tmp_path / "DuIE"
+    for folder, names in ((duie2, ("duie_train.json", "duie_dev.json", "duie_schema.json")), (duie2019, ("all_50_schemas",))):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_text("{}\n", encoding="utf-8")
+    unnamed = {"train": None, "dev": None, "schema": None}
+    assert rex.find_data_files(str(duie2), unnamed) == {
+        part: str(duie2 / name) for part, name in rex.FILE_NAMES["DuIE 2.0"].items()}
+    assert rex.find_data_files(str(duie2), dict(unnamed, train="CMeIE_train.json", schema="53_schemas.json")) == {
+        "train": "CMeIE_train.json", "dev": str(duie2 / "duie_dev.json"), "schema": "53_schemas.json"}
+    assert rex.find_data_files(str(duie2019), {"schema": None}) == {"schema": str(duie2019 / "all_50_schemas")}
+    assert rex.find_data_files(str(tmp_path), {"schema": "s.json"}) == {"schema": "s.json"}
+
+
+@pytest.mark.parametrize("obj", [["周杰伦"], {"value": "周杰伦"}, {"@value": 3}, None])
+def test_an_object_neither_a_string_nor_a_value_object_exits_2_naming_the_line(tiny_checkpoint, tmp_path, capsys, obj):
+    write_duie2_schemas(tmp_path / "duie_schema.json")
+    write_lines(tmp_path / "duie_train.json", DUIE2_SENTENCES[:1] + [
+        {"text": "王菲毕业于北京大学", "spo_list": [dict(duie2_spo("王菲", "毕业院校", "北京大学"), object=obj)]}])
+    write_lines(tmp_path / "duie_dev.json", DUIE2_SENTENCES)
+    with pytest.raises(SystemExit) as exit_info:
+        run(rex.main, demo_flags(tiny_checkpoint, tmp_path, tmp_path / "out"))
+    assert exit_info.value.code == 2
+    assert re.match(r'error: .*duie_train\.json line 2: expected each spo_list item to have "subject" and "predicate" '
+                    r'strings and an "object" string or \{"@value": string\}, found', capsys.readouterr().err)
+
+
+def test_a_folder_with_neither_releases_files_exits_2_listing_the_names_looked_for(tiny_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(rex.main, demo_flags(tiny_checkpoint, tmp_path, tmp_path / "out"))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: %s has none of the files looked for (DuIE 2019's train_data.json, dev_data.json, all_50_schemas; "
+        "DuIE 2.0's duie_train.json, duie_dev.json, duie_schema.json): name them with --train-file, --dev-file, "
+        "--schema-file\n" % tmp_path)
+
+
+def test_predicted_triples_are_written_in_the_format_of_the_input():
+    assert rex.output_spo("七里香", "歌手", "周杰伦", SCHEMAS, as_values=True) == {
+        "subject": "七里香", "predicate": "歌手", "object": {"@value": "周杰伦"},
+        "subject_type": "歌曲", "object_type": {"@value": "人物"}}
+    assert rex.output_spo("七里香", "歌手", "周杰伦", SCHEMAS, as_values=False) == spo("七里香", "歌手", "周杰伦")
+    assert rex.uses_values(DUIE2_SENTENCES[0]["spo_list"])
+    assert rex.uses_values([{"object_type": {"@value": "人物"}, "predicate": "歌手", "subject_type": "歌曲"}])
+    assert not rex.uses_values([spo("七里香", "歌手", "周杰伦")] + [{"predicate": "歌手", "object_type": "人物"}])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +330,32 @@ def test_training_writes_best_weights_that_predict_then_reads(tiny_checkpoint, t
     rows = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
     assert [row["text"] for row in rows] == ["《晴天》是周杰伦演唱的歌曲", "王菲毕业于北京大学"]
     assert all(isinstance(row["spo_list"], list) for row in rows)
+
+
+def test_a_duie2_folder_trains_as_it_is_and_predictions_are_written_in_its_format(
+        tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    data_dir, output_dir = tmp_path / "DuIE2.0", tmp_path / "out"
+    data_dir.mkdir()
+    write_duie2_schemas(data_dir / "duie_schema.json")
+    write_lines(data_dir / "duie_train.json", DUIE2_SENTENCES * 3)
+    write_lines(data_dir / "duie_dev.json", DUIE2_SENTENCES)
+    flags = demo_flags(tiny_checkpoint, data_dir, output_dir)
+    rex.main(flags + ["--epochs", "1"])
+    output = capsys.readouterr().out
+    assert "4 predicates: 歌手 饰演 毕业院校 国籍" in output
+    assert "duie_train.json: 9 sentences, 9 with triples, 9 triples" in output
+    assert "duie_train.json: 3 extra object slots not modelled (inWork 3)" in output
+    assert re.fullmatch(r"best dev f1: \d\.\d{4}", output.strip().splitlines()[-1])
+
+    # What the tiny model finds is chance; the format of what is written is the point here.
+    monkeypatch.setattr(rex, "predict_triples", lambda models, tokenizer, texts, predicates, args: [
+        {("七里香", "歌手", "周杰伦")} for _ in texts])
+    write_lines(tmp_path / "duie_test2.json", [{"text": "《七里香》是周杰伦演唱的歌曲"}])
+    rex.main(flags + ["--predict-file", str(tmp_path / "duie_test2.json")])
+    written = (output_dir / "duie_test2_pred.json").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in written] == [{"text": "《七里香》是周杰伦演唱的歌曲", "spo_list": [
+        {"subject": "七里香", "predicate": "歌手", "object": {"@value": "周杰伦"},
+         "subject_type": "歌曲", "object_type": {"@value": "人物"}}]}]
 
 
 def test_predicting_without_trained_weights_says_to_train_first(tiny_checkpoint, tmp_path):

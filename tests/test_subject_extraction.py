@@ -7,7 +7,7 @@ import pytest
 
 import subject_extraction as se
 import synthetic
-from fine_tuning import UserError, best_weights_path
+from fine_tuning import UserError, best_weights_path, parse_flags
 from tokenizer import OurTokenizer, load_vocab
 
 
@@ -118,6 +118,17 @@ def test_dev_is_a_fixed_one_in_nine_of_the_training_rows(tmp_path):
     assert len(first["dev"]) == -(-usable // 9)
     assert first["dev"] == again["dev"] and first["dev"] != other_seed["dev"]
     assert not set(first["dev"]) & set(first["train"]) and first["eval"] is None
+
+
+def test_the_shared_train_and_dev_file_flags_name_files_by_other_names(tmp_path, tiny_checkpoint):
+    train = write_csv(tmp_path / "my_train.csv", synthetic.subject_examples(40, seed=3))
+    dev = write_csv(tmp_path / "my_dev.csv", [["1", "华信被罚", "涉嫌违法", "华信"]])
+    args, _ = parse_flags(se.build_parser(), ["--bert-dir", tiny_checkpoint.bert_dir, "--train-file", train,
+                                              "--dev-file", dev], se.TINY_BERT_SETTINGS)
+    assert args.data_dir == str(tmp_path)  # the eval file is looked for beside the training file, not in the sample
+    data = se.load_data(args.data_dir, args.dev_file, args.seed, args.train_file)
+    assert data["train"] == se.read_labelled(train) and [example.id for example in data["dev"]] == ["1"]
+    assert data["eval"] is None
 
 
 # ---------------------------------------------------------------------------------------------
