@@ -37,3 +37,12 @@ def test_bucketing_keeps_padding_of_the_bundled_reviews_under_five_percent():
     for bucket, bound in ((False, lambda share: share > 0.3), (True, lambda share: share < 0.05)):
         real, padded, _ = zip(*throughput.token_counts(throughput.step_batches(lengths, 32, 42, bucket, 94), lengths, 1))
         assert bound(1 - sum(real) / sum(padded))
+
+
+def test_bert_base_row_has_bert_base_shape_and_the_matmul_rate_is_measured():
+    from bert_checkpoint import google_variable_shapes
+
+    shapes = google_variable_shapes(throughput.BERT_BASE_CONFIG)
+    parameters = sum(int(np.prod(shape)) for name, shape in shapes.items() if name.startswith("bert/"))
+    assert parameters == 102_267_648  # Google's chinese_L-12_H-768_A-12
+    assert 0 < throughput.matmul_flops_per_second(size=64, repeats=2) < 1e16
