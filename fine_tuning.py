@@ -98,6 +98,7 @@ def parse_flags(parser, argv, tiny_bert_settings):
     """Parse the flags and find the checkpoint; the tiny one brings its demo settings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    print(describe_devices(args.strategy), file=sys.stderr, flush=True)  # on stderr: --predict's stdout stays data
     if args.train_file and args.data_dir == parser.get_default("data_dir"):
         args.data_dir = os.path.dirname(os.path.abspath(args.train_file))  # never the bundled sample's other files
     if min(args.epochs, args.batch_size, args.maxlen, args.accumulate) < 1:
@@ -114,6 +115,25 @@ def parse_flags(parser, argv, tiny_bert_settings):
         print_tiny_banner(demo_settings)
     keras.utils.set_random_seed(args.seed)
     return args, checkpoint
+
+
+def describe_devices(strategy="one-device"):
+    """The first line of every run: the GPU(s) it will use, or the CPU and its cores."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return "device: CPU, %d cores (TensorFlow %s found no GPU)" % (cores, tf.__version__)
+    used = gpus[:1] if strategy == "one-device" else gpus
+    names = []
+    for gpu in used:
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability")
+        names.append(details.get("device_name", gpu.name)
+                     + (" (compute capability %d.%d)" % tuple(capability) if capability else ""))
+    if len(used) > 1:
+        return "device: %d GPUs: %s" % (len(used), ", ".join(names))
+    note = " (1 of %d; --strategy mirrored uses all)" % len(gpus) if len(gpus) > 1 else ""
+    return "device: GPU %s%s" % (names[0], note)
 
 
 def set_up_devices(args):
@@ -260,6 +280,7 @@ class TrainingBatches:
         self.epoch = 0
         self.real_tokens = 0
         self.padded_tokens = 0
+        self.batches_made = 0
 
     def __len__(self):
         return math.ceil(len(self.lengths) / self.batch_size)
@@ -272,6 +293,7 @@ class TrainingBatches:
             token_ids = batch[0][0]
             self.real_tokens += int(np.count_nonzero(token_ids))
             self.padded_tokens += token_ids.size
+            self.batches_made += 1
             yield batch
 
     def dataset(self):
@@ -437,35 +459,79 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class ProgressBar(keras.callbacks.Callback):
-    """A tqdm bar per epoch with the running loss and the real (non-padding) tokens per second."""
+    """Each epoch's progress with the running loss and the real (non-padding) tokens per second.
 
-    def __init__(self, batches, epochs):
+    In a terminal, a tqdm bar. Elsewhere (a log file, nohup, a notebook cell that is not a
+    terminal) a bar is unreadable, so a plain line at every tenth of the epoch or after 30 s
+    without one, whichever comes first: a sign of life within half a minute even in an hour-long
+    epoch, and no more than ten lines for a short one.
+    """
+
+    LINE_SECONDS = 30
+
+    def __init__(self, batches, epochs, terminal=None, clock=time.monotonic):
         super().__init__()
         self.batches = batches
         self.epochs = epochs
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal  # stderr: where tqdm draws
+        self.clock = clock
+        self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tqdm(total=len(self.batches), desc="epoch %d/%d" % (epoch + 1, self.epochs),
-                        unit="step", dynamic_ncols=True, disable=None)  # None: no bar when not a terminal
-        self.start_time = time.time()
-        self.start_tokens = (self.batches.real_tokens, self.batches.padded_tokens)
+        self.epoch = epoch
+        if self.terminal:
+            self.bar = tqdm(total=len(self.batches), desc="epoch %d/%d" % (epoch + 1, self.epochs),
+                            unit="step", dynamic_ncols=True)
+        self.start_time = self.last_line_time = self.clock()
+        self.last_tenth = 0
+        self.start_tokens = (self.batches.real_tokens, self.batches.padded_tokens, self.batches.batches_made)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-        self.bar.set_postfix(loss="%.4f" % (logs or {}).get("loss", float("nan")), refresh=False)
+        loss = (logs or {}).get("loss", float("nan"))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss="%.4f" % loss, refresh=False)
+            return
+        step, now = batch + 1, self.clock()
+        tenth = 10 * step // len(self.batches)
+        if tenth > self.last_tenth or now - self.last_line_time >= self.LINE_SECONDS:
+            self.last_tenth, self.last_line_time = tenth, now
+            print(self.progress_line(step, loss, now - self.start_time), file=sys.stderr, flush=True)
+
+    def progress_line(self, step, loss, seconds):
+        total = len(self.batches)
+        # The pipeline prefetches ahead of training: count tokens per batch made, times the steps done.
+        real = self.batches.real_tokens - self.start_tokens[0]
+        made = self.batches.batches_made - self.start_tokens[2]
+        tokens_per_second = real / max(made, 1) * step / max(seconds, 1e-9)
+        return "epoch %d/%d: step %d/%d, loss %.4f, %.0f tokens/s, %s left" % (
+            self.epoch + 1, self.epochs, step, total, loss, tokens_per_second,
+            format_duration(seconds / step * (total - step)))
 
     def epoch_summary(self):
-        seconds = time.time() - self.start_time
+        seconds = self.clock() - self.start_time
         real = self.batches.real_tokens - self.start_tokens[0]
         padded = self.batches.padded_tokens - self.start_tokens[1]
         return "%.1f s, %.0f tokens/s, %.1f%% padding" % (
             seconds, real / max(seconds, 1e-9), 100.0 * (1 - real / max(padded, 1)))
 
     def on_epoch_end(self, epoch, logs=None):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def on_train_end(self, logs=None):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_duration(seconds):
+    """`45 s`, `12 min 5 s`, `3 h 20 min`: a time left as a person reads it."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%d s" % seconds
+    if seconds < 3600:
+        return "%d min %d s" % divmod(seconds, 60)
+    return "%d h %d min" % (seconds // 3600, seconds % 3600 // 60)
 
 
 class KeepBestWeights(keras.callbacks.Callback):

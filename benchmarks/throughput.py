@@ -25,11 +25,20 @@ on a CPU, TensorFlow's peak allocation on a GPU, where the model FLOPs utilisati
     python benchmarks/throughput.py                                        # tiny BERT, CPU, minutes
     python benchmarks/throughput.py --bert-dir chinese_L-12_H-768_A-12     # real BERT on a GPU
     python benchmarks/throughput.py --variants blog,bucketing --steps 100
+    python benchmarks/throughput.py --bert-base     # BERT-base's shape, random weights: share of matmul peak
+
+`--bert-base` runs instead one row at BERT-base's shape (12 layers, hidden 768, 12 heads, 3,072
+intermediate, the real vocabulary; random weights in Google's format, written once into
+`.cache/random_bert_base`): a few training steps on fixed 8 x 128 batches, with the real tokens
+per second and their model FLOPs as a share of this device's fp32 matmul rate, measured in the
+same run with a large `tf.matmul`.
 """
 import argparse
 import json
+import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +52,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 
-from bert_checkpoint import find_checkpoint  # noqa: E402
+from bert_checkpoint import PROJECT_DIR, TINY_BERT_CONFIG, find_checkpoint, write_google_checkpoint  # noqa: E402
 from fine_tuning import TrainingBatches, UserError, check_sequence_length, epoch_batches, run, set_up_devices  # noqa: E402
 from sentiment import BATCH_SIGNATURE, SETTINGS, build_model, encode_texts, load_data, make_batch  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
@@ -76,6 +85,14 @@ VARIANTS = [
     ("accumulate", "+ --accumulate %d, same batch, no XLA", dict(accumulate="flag", xla=False, width_multiple=1)),
 ]
 
+# Google's chinese_L-12_H-768_A-12 config, for the --bert-base row (random weights).
+BERT_BASE_CONFIG = dict(TINY_BERT_CONFIG, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                        num_hidden_layers=12, pooler_fc_size=768, pooler_num_attention_heads=12,
+                        pooler_size_per_head=128)
+BERT_BASE_DIR = os.path.join(PROJECT_DIR, ".cache", "random_bert_base")
+BERT_BASE_SETTINGS = dict(batch_size=8, sequence_length=128, warmup_steps=2, steps=5)
+MATMUL_SIZE = 4096  # fp32 4096 x 4096 products: large enough to reach the BLAS library's best rate
+
 # Dense 16-bit tensor-core peaks (TFLOP/s) from the vendors' data sheets, for the MFU column.
 PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L4": 121, "V100": 125, "T4": 65}
 
@@ -97,6 +114,10 @@ def build_parser():
                         % ", ".join("%s %g" % item for item in PEAK_TFLOPS.items()))
     parser.add_argument("--variants", default=",".join(name for name, _, _ in VARIANTS),
                         help="rows to run, comma-separated (default: %(default)s)")
+    parser.add_argument("--bert-base", action="store_true",
+                        help="instead of the rows: BERT-base's shape with random weights, %(batch_size)d x "
+                        "%(sequence_length)d batches, %(steps)d timed steps; tokens/s and the share of the "
+                        "measured fp32 matmul rate" % BERT_BASE_SETTINGS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one row, print its JSON line
     return parser
 
@@ -222,6 +243,62 @@ def measure(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# BERT-base's shape against the device's matmul rate
+# ---------------------------------------------------------------------------------------------
+
+def random_bert_base():
+    """BERT-base with random weights in Google's format (about 400 MB), written once into .cache/."""
+    if not os.path.exists(os.path.join(BERT_BASE_DIR, "bert_model.ckpt.index")):
+        partial = BERT_BASE_DIR + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        write_google_checkpoint(partial, BERT_BASE_CONFIG)
+        os.rename(partial, BERT_BASE_DIR)
+    return find_checkpoint(BERT_BASE_DIR)
+
+
+def matmul_flops_per_second(size=MATMUL_SIZE, repeats=5):
+    """The best rate of `repeats` fp32 size x size matrix products (after one to warm up), in FLOP/s."""
+    a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
+    best = math.inf
+    for repeat in range(repeats + 1):
+        start = time.perf_counter()
+        tf.matmul(a, b)[0, 0].numpy()  # reading one element waits for the whole product
+        if repeat:
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * size ** 3 / best
+
+
+def measure_bert_base():
+    """Train BERT-base's shape on fixed full batches of random tokens; tokens/s and share of the matmul rate."""
+    settings = BERT_BASE_SETTINGS
+    checkpoint = random_bert_base()
+    peak = matmul_flops_per_second()
+    model = build_model(checkpoint)
+    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(LR))
+    rng = np.random.default_rng(0)
+    shape = (settings["batch_size"], settings["sequence_length"])
+    token_ids = rng.integers(1, checkpoint.config()["vocab_size"], shape)  # no padding: every token is real
+    batch = ((token_ids, np.zeros(shape, np.int64)), rng.integers(0, 2, (shape[0], 1)).astype(np.float32))
+    timer = StepTimer()
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=settings["warmup_steps"] + settings["steps"],
+              epochs=1, callbacks=[timer], verbose=0)
+    seconds = timer.ends[-1] - timer.ends[settings["warmup_steps"] - 1]
+    flops = training_flops(model, checkpoint, [shape[1]] * shape[0] * settings["steps"])
+    return dict(tensorflow=tf.__version__, tokens_per_second=shape[0] * shape[1] * settings["steps"] / seconds,
+                step_ms=1000 * seconds / settings["steps"], model_flops_per_second=flops / seconds,
+                matmul_flops_per_second=peak)
+
+
+def print_bert_base_row(row):
+    print("| TensorFlow | real tokens/s | step ms | model GFLOP/s | fp32 matmul GFLOP/s | share of matmul rate |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("| %s | %.0f | %.0f | %.1f | %.1f | %.0f%% |" % (
+        row["tensorflow"], row["tokens_per_second"], row["step_ms"], row["model_flops_per_second"] / 1e9,
+        row["matmul_flops_per_second"] / 1e9, 100.0 * row["model_flops_per_second"] / row["matmul_flops_per_second"]),
+        flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # The table: every row in a fresh process
 # ---------------------------------------------------------------------------------------------
 
@@ -279,14 +356,23 @@ def main(argv=None):
     if args.variant:
         print(json.dumps(measure(args)), flush=True)
         return
+    if args.bert_base:
+        print("random BERT-base weights in %s; batch %d x %d tokens; %d timed steps after %d warm-up steps; "
+              "fp32 matmul rate of %d x %d products" % (
+                  BERT_BASE_DIR, BERT_BASE_SETTINGS["batch_size"], BERT_BASE_SETTINGS["sequence_length"],
+                  BERT_BASE_SETTINGS["steps"], BERT_BASE_SETTINGS["warmup_steps"], MATMUL_SIZE, MATMUL_SIZE), flush=True)
+        start = time.time()
+        print_bert_base_row(measure_bert_base())
+        print("wall time %.0f s" % (time.time() - start))
+        return
     checkpoint = find_checkpoint(args.bert_dir)  # once here, so the children need not make the tiny one
     args.bert_dir = checkpoint.bert_dir
     names = [name for name in args.variants.split(",") if name]
     for name in names:
         variant_settings(name, args.accumulate)  # an unknown name fails before anything runs
-    print("%s checkpoint %s; data %s; batch %d, maxlen %d; %d timed steps after %d warm-up steps"
+    print("%s checkpoint %s; data %s; batch %d, maxlen %d; %d timed steps after %d warm-up steps; TensorFlow %s"
           % ("tiny random" if checkpoint.is_tiny else "BERT", checkpoint.bert_dir, args.data_dir,
-             args.batch_size, args.maxlen, args.steps, args.warmup_steps), flush=True)
+             args.batch_size, args.maxlen, args.steps, args.warmup_steps, tf.__version__), flush=True)
     start = time.time()
     rows = []
     for name in names:

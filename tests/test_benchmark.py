@@ -52,3 +52,12 @@ def test_time_to_accuracy_reads_the_scripts_epoch_lines_and_finds_the_first_epoc
     run = {"epochs": [{"epoch": int(e), "metric": float(m), "seconds": float(s)} for e, _, m, s, _, _ in epochs]}
     assert time_to_accuracy.time_to_target(run, 0.8) == (2, 61.4)
     assert time_to_accuracy.time_to_target(run, 0.9) == (None, None)
+
+
+def test_bert_base_row_has_bert_base_shape_and_the_matmul_rate_is_measured():
+    from bert_checkpoint import google_variable_shapes
+
+    shapes = google_variable_shapes(throughput.BERT_BASE_CONFIG)
+    parameters = sum(int(np.prod(shape)) for name, shape in shapes.items() if name.startswith("bert/"))
+    assert parameters == 102_267_648  # Google's chinese_L-12_H-768_A-12
+    assert 0 < throughput.matmul_flops_per_second(size=64, repeats=2) < 1e16

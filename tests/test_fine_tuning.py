@@ -102,3 +102,87 @@ def test_training_batches_feed_keras_with_per_batch_padding():
     assert len(shapes) == len(batches) == 2
     assert sorted(shapes) == sorted(seen_widths)
     assert batches.real_tokens == sum(lengths)
+
+
+class FakeGpu:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_device_line_names_the_gpus_used_or_the_cpu_and_its_cores(monkeypatch):
+    gpus = []
+    details = {"/physical_device:GPU:0": {"device_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)},
+               "/physical_device:GPU:1": {"device_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}}
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: details[gpu.name])
+    assert fine_tuning.describe_devices().startswith("device: CPU, %d cores" % len(os.sched_getaffinity(0)))
+    gpus[:] = [FakeGpu("/physical_device:GPU:0")]
+    assert fine_tuning.describe_devices() == "device: GPU NVIDIA H100 80GB HBM3 (compute capability 9.0)"
+    gpus.append(FakeGpu("/physical_device:GPU:1"))
+    assert fine_tuning.describe_devices("one-device").endswith("(1 of 2; --strategy mirrored uses all)")
+    assert fine_tuning.describe_devices("mirrored").startswith("device: 2 GPUs: NVIDIA H100 80GB HBM3 (")
+
+
+def test_the_device_line_is_the_first_thing_every_script_prints(tiny_checkpoint, capsys):
+    parser = fine_tuning.make_parser("", dict(data_dir="data", output_dir="out", epochs=1, batch_size=2,
+                                              maxlen=8, lr=1e-3, seed=0))
+    fine_tuning.parse_flags(parser, ["--bert-dir", tiny_checkpoint.bert_dir], {})
+    captured = capsys.readouterr()
+    assert captured.err.startswith("device: CPU, ") and captured.out == ""  # stdout stays --predict's data
+
+
+class FakeBatches:
+    """A training set of `steps` batches that TrainingBatches would count 100 real tokens each."""
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.real_tokens = self.padded_tokens = self.batches_made = 0
+
+    def __len__(self):
+        return self.steps
+
+    def make(self):
+        self.real_tokens += 100
+        self.padded_tokens += 128
+        self.batches_made += 1
+
+
+def run_epoch(progress, batches, seconds_per_step, prefetched=3):
+    """Drive the callback through one epoch on a fake clock, the pipeline `prefetched` batches ahead."""
+    now = [0.0]
+    progress.clock = lambda: now[0]
+    for _ in range(prefetched):
+        batches.make()
+    progress.on_epoch_begin(0)
+    for step in range(len(batches)):
+        if batches.batches_made < len(batches):
+            batches.make()
+        now[0] += seconds_per_step
+        progress.on_train_batch_end(step, {"loss": 0.5})
+    progress.on_epoch_end(0)
+
+
+def test_without_a_terminal_a_short_epoch_prints_a_line_at_every_tenth(capsys):
+    batches = FakeBatches(200)
+    run_epoch(fine_tuning.ProgressBar(batches, epochs=2, terminal=False), batches, seconds_per_step=0.1)
+    lines = capsys.readouterr().err.strip().split("\n")
+    assert [line.split(",")[0] for line in lines] == ["epoch 1/2: step %d/200" % step for step in range(20, 201, 20)]
+    # 100 real tokens per 0.1 s step, however far the pipeline prefetched; 18 s left after 2 s of 20.
+    assert lines[0] == "epoch 1/2: step 20/200, loss 0.5000, 1000 tokens/s, 18 s left"
+
+
+def test_without_a_terminal_a_long_epoch_prints_a_line_at_least_every_30_seconds(capsys):
+    batches = FakeBatches(1000)
+    run_epoch(fine_tuning.ProgressBar(batches, epochs=1, terminal=False), batches, seconds_per_step=2.0)
+    steps = [int(line.split("step ")[1].split("/")[0]) for line in capsys.readouterr().err.strip().split("\n")]
+    assert steps[0] == 15  # the first sign of life after 30 s, not at 10% (200 s)
+    assert max(2.0 * (later - earlier) for earlier, later in zip([0] + steps, steps)) <= 30
+    assert 100 in steps and len(steps) < 1000 / 15 + 10
+    assert fine_tuning.format_duration(2.0 * 985) == "32 min 50 s"
+
+
+def test_in_a_terminal_progress_is_a_tqdm_bar_not_lines(capsys):
+    batches = FakeBatches(50)
+    run_epoch(fine_tuning.ProgressBar(batches, epochs=1, terminal=True), batches, seconds_per_step=1.0)
+    err = capsys.readouterr().err
+    assert "epoch 1/1:" in err and "50/50" in err and "step 10/50" not in err

@@ -97,3 +97,19 @@ def test_bundled_vocab_is_googles_chinese_vocab():
     vocab = load_vocab()
     assert len(vocab) == 21128
     assert (vocab["[PAD]"], vocab["[unused1]"], vocab["[UNK]"], vocab["[CLS]"], vocab["[SEP]"]) == (0, 1, 100, 101, 102)
+
+
+def test_a_tf_keras_already_resolved_to_keras_3_stops_with_one_message_that_says_what_to_do():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_DIR
+
+    # As in a notebook whose earlier cell used tf.keras before importing this project.
+    code = "import tensorflow as tf; tf.keras.layers.Dense; import tokenizer"
+    environment = dict(os.environ, TF_USE_LEGACY_KERAS="0", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                            cwd=PROJECT_DIR)
+    assert result.returncode == 1
+    assert "ImportError: tf.keras is Keras 3 here" in result.stderr and "Restart the kernel" in result.stderr
