@@ -1,5 +1,6 @@
 """The shared plumbing: padding, bucketed batches, the warmup schedule, atomic weights, data files."""
 import importlib
+import os
 
 import numpy as np
 import pytest
