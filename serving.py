@@ -69,7 +69,7 @@ class InGraphTokenizer(tf.Module):
     def code_points(texts, maxlen=None):
         """Ragged [batch, characters] code points of UTF-8 strings, cut to `maxlen` characters.
 
-        Invalid UTF-8 becomes U+FFFD, as Python's `errors="replace"` would make it.
+        Invalid UTF-8 becomes U+FFFD, the replacement character (an [UNK]).
         """
         code_points = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
         return code_points if maxlen is None else code_points[:, :maxlen]
@@ -115,7 +115,8 @@ class ServingModule(tf.Module):
         super().__init__()
         self.tokenizer = InGraphTokenizer(vocab_path)
         self.maxlen = maxlen
-        self.model_variables = list({id(variable): variable for model in models for variable in model.variables}.values())
+        shared = {id(variable): variable for model in models for variable in model.variables}  # once each
+        self.model_variables = list(shared.values())
         # Plain functions, which tf.Module does not track: the Keras objects stay out of the export.
         self.call_models = tuple(functools.partial(model.__call__, training=False) for model in models)
 

@@ -276,7 +276,7 @@ def test_export_answers_raw_text_without_keras_bert_as_predict_does(
     assert len(set(entities)) > 5  # the model tells the questions apart: the comparison means something
     capsys.readouterr()
     se.main(flags + ["--predict", questions[-2].event_type, questions[-2].text])
-    assert capsys.readouterr().out.strip().splitlines()[-1] == entities[-2]
+    assert capsys.readouterr().out.splitlines()[-1] == entities[-2]
 
 
 def test_export_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_path):
