@@ -150,7 +150,7 @@ def test_export_answers_raw_text_without_keras_bert_as_predict_does(exported, se
     served = outputs["positive_probability"][1]
     assert len(printed) == len(texts) - 1
     # --predict prints 4 decimals; the two differ by that rounding and float noise only
-    assert np.allclose(served[:-4] + served[-3:], printed, rtol=0, atol=1e-4)
+    assert np.allclose(served[-3:] + served[:-4], printed, rtol=0, atol=1e-4)  # --predict's texts come first
     assert len(set(np.round(served, 2))) > 5  # the model tells the texts apart: the comparison means something
 
 
