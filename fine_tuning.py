@@ -74,6 +74,9 @@ def make_parser(doc, settings):
                             help="learning rate from the third epoch on (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=settings["seed"],
                         help="fixes the data split, batch order and initial weights (default: %(default)s)")
+    parser.add_argument("--export", metavar="DIR",
+                        help="no training: load the best weights from --output-dir and write to DIR a TensorFlow "
+                        "SavedModel that takes raw text and gives the answer (README: Serving)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run saved in --output-dir")
     # Random batches by default: measured, length-sorted ones reached the dev target in more epochs

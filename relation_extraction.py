@@ -44,6 +44,7 @@ from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+from serving import ServingModule, substrings, write_export  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -361,6 +362,23 @@ def decode_objects(start_probabilities, end_probabilities, start_threshold=0.5, 
                                            start_threshold, end_threshold)]
 
 
+def decode_spans_in_graph(start_probabilities, end_probabilities, characters, start_threshold=0.5, end_threshold=0.4):
+    """decode_spans in TensorFlow ops for many sequences at once.
+
+    [rows, length] probabilities, and `characters` a [rows, length] mask of the positions that may
+    start or end a span -> [spans, 3] int32 (row, start, end), rows in order, starts ascending.
+    """
+    length = tf.shape(start_probabilities)[1]
+    is_start = (start_probabilities > start_threshold) & characters
+    is_end = (end_probabilities > end_threshold) & characters
+    # The nearest end at or after position j is the k-th end in position order, k = the ends before j.
+    end_positions = tf.sort(tf.where(is_end, tf.range(length)[None, :], length), axis=1)  # ends, then `length`s
+    ends_before = tf.cumsum(tf.cast(is_end, tf.int32), axis=1, exclusive=True)
+    nearest_end = tf.gather(end_positions, ends_before, batch_dims=1)
+    row_start = tf.cast(tf.where(is_start & (nearest_end < length)), tf.int32)
+    return tf.concat([row_start, tf.gather_nd(nearest_end, row_start)[:, None]], axis=1)
+
+
 def triple_scores(predicted, gold):
     """Micro (f1, precision, recall) over lists of triple sets: F1 = 2A/(B+C), P = A/B, R = A/C."""
     correct = sum(len(p & g) for p, g in zip(predicted, gold))
@@ -464,6 +482,63 @@ def predict(args, checkpoint, tokenizer, schemas, schema_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Export: a SavedModel that takes raw texts (README: Serving the fine-tuned model)
+# ---------------------------------------------------------------------------------------------
+
+class RelationServing(ServingModule):
+    """serving_default: `text` (strings) -> the triples --predict finds, one entry per triple in
+    parallel flat outputs: `text_index` (int32, the text it was found in), `subject`, `predicate`, `object`.
+    """
+
+    def __init__(self, models, vocab_path, maxlen, predicates, start_threshold, end_threshold):
+        super().__init__(models, vocab_path, maxlen)
+        self.predicates = tf.constant(predicates)
+        self.thresholds = start_threshold, end_threshold
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        characters = self.tokenizer.code_points(text, self.maxlen)
+        token_ids, segment_ids = self.tokenizer.pad(self.tokenizer.token_ids(characters))
+        subject_model, object_model = self.call_models
+        subject_starts, subject_ends = subject_model([token_ids, segment_ids])
+        positions = tf.range(tf.shape(token_ids)[1])[None, :]
+        # Token i+1 is character i: [CLS], [SEP] and padding neither start nor end a span.
+        is_character = (positions >= 1) & (positions <= tf.cast(characters.row_lengths(), tf.int32)[:, None])
+        subjects = decode_spans_in_graph(subject_starts[..., 0], subject_ends[..., 0], is_character, *self.thresholds)
+        rows, k1, k2 = subjects[:, 0], subjects[:, 1:2], subjects[:, 2:3]
+        # All subjects of all texts through the object model at once.
+        object_starts, object_ends = object_model([tf.gather(token_ids, rows), tf.gather(segment_ids, rows), k1, k2])
+        num_predicates = tf.size(self.predicates)
+
+        def by_predicate(probabilities):  # [subjects, length, predicates] -> [subjects * predicates, length]
+            return tf.reshape(tf.transpose(probabilities, [0, 2, 1]), [-1, tf.shape(probabilities)[1]])
+
+        objects = decode_spans_in_graph(by_predicate(object_starts), by_predicate(object_ends),
+                                        tf.repeat(tf.gather(is_character, rows), num_predicates, axis=0),
+                                        *self.thresholds)
+        subject_index, predicate_id = objects[:, 0] // num_predicates, objects[:, 0] % num_predicates
+        text_index = tf.gather(rows, subject_index)
+        texts = tf.gather(self.tokenizer.text(characters), text_index)
+        subject = substrings(texts, tf.gather(k1[:, 0], subject_index) - 1, tf.gather(k2[:, 0], subject_index))
+        obj = substrings(texts, objects[:, 1] - 1, objects[:, 2])
+        # A set per text, as --predict: the same strings found at two places are one triple.
+        key = tf.strings.join([tf.strings.as_string(text_index), tf.strings.as_string(tf.strings.length(subject)),
+                               subject, tf.strings.as_string(predicate_id), obj], separator=":")
+        unique_keys, triple_ids = tf.unique(key)
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(key)), triple_ids, tf.size(unique_keys))
+        return {"text_index": tf.gather(text_index, first), "subject": tf.gather(subject, first),
+                "predicate": tf.gather(self.predicates, tf.gather(predicate_id, first)),
+                "object": tf.gather(obj, first)}
+
+
+def export(args, checkpoint, schemas):
+    subject_model, object_model, train_model = build_models(checkpoint, len(schemas))
+    load_best_weights(train_model, args.output_dir, "relation_extraction.py")
+    write_export(RelationServing([subject_model, object_model], checkpoint.vocab_path, args.maxlen, list(schemas),
+                                 args.start_threshold, args.end_threshold), args, "relation_extraction.py")
+
+
+# ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
 
@@ -471,9 +546,12 @@ def main(argv=None):
     args, checkpoint = parse_flags(build_parser(), argv, TINY_BERT_SETTINGS)
     check_sequence_length(args.maxlen + 2, checkpoint)
     tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
-    if args.predict or args.predict_file:
+    if args.predict or args.predict_file or args.export:
         schema_path = find_data_files(args.data_dir, {"schema": args.schema_file})["schema"]
-        return predict(args, checkpoint, tokenizer, read_schemas(schema_path), schema_path)
+        schemas = read_schemas(schema_path)
+        if args.predict or args.predict_file:
+            return predict(args, checkpoint, tokenizer, schemas, schema_path)
+        return export(args, checkpoint, schemas)
 
     paths = find_data_files(args.data_dir, {"train": args.train_file, "dev": args.dev_file, "schema": args.schema_file})
     schemas, data = load_data(paths, args.maxlen)

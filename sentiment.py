@@ -33,6 +33,7 @@ from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, prediction_batches,
     make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+from serving import ServingModule, write_export  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -261,6 +262,27 @@ def predict(args, checkpoint, tokenizer):
 
 
 # ---------------------------------------------------------------------------------------------
+# Export: a SavedModel that takes raw review texts (README: Serving the fine-tuned model)
+# ---------------------------------------------------------------------------------------------
+
+class SentimentServing(ServingModule):
+    """serving_default: `text` (strings) -> `positive_probability` (float32), as --predict prints it."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        token_ids, segment_ids = self.tokenizer.encode(text, self.maxlen)
+        model, = self.call_models
+        probabilities = model([token_ids, segment_ids])
+        return {"positive_probability": tf.cast(probabilities[:, 0], tf.float32)}
+
+
+def export(args, checkpoint):
+    model = build_model(checkpoint)
+    load_best_weights(model, args.output_dir, "sentiment.py")
+    write_export(SentimentServing([model], checkpoint.vocab_path, args.maxlen), args, "sentiment.py")
+
+
+# ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
 
@@ -270,6 +292,8 @@ def main(argv=None):
     tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
     if args.predict or args.predict_file:
         return predict(args, checkpoint, tokenizer)
+    if args.export:
+        return export(args, checkpoint)
 
     data = load_data(args.data_dir, args.seed, args.train_file, args.dev_file, args.test_file)
     encoded = {name: encode_texts(tokenizer, [text for text, _ in examples], args.maxlen, name)

@@ -40,6 +40,7 @@ from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+from serving import ServingModule, substrings, write_export  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -259,6 +260,26 @@ def best_span(start_logits, end_logits, text_start, text_end, max_span=0):
     return text_start + int(start), text_start + int(end)
 
 
+def best_spans_in_graph(start_logits, end_logits, text_start, text_end, max_span=0):
+    """best_span in TensorFlow ops for a batch: [batch, length] logits, [batch] bounds -> [batch] start, end.
+
+    Summed in float64 as numpy does, so that the two pick the same pair. A row without a
+    character (an empty text) gets the empty span start = text_start, end = text_start - 1.
+    """
+    length = tf.shape(start_logits)[1]
+    starts, ends = tf.range(length)[None, :, None], tf.range(length)[None, None, :]
+    text_start, text_end = text_start[:, None, None], text_end[:, None, None]
+    valid = (starts >= text_start) & (ends >= starts) & (ends < text_end)
+    if max_span > 0:
+        valid &= ends - starts < max_span
+    scores = tf.cast(start_logits, tf.float64)[:, :, None] + tf.cast(end_logits, tf.float64)[:, None, :]
+    scores = tf.reshape(tf.where(valid, scores, -float("inf")), [tf.shape(scores)[0], -1])
+    best = tf.argmax(scores, axis=1, output_type=tf.int32)
+    found = tf.reduce_any(tf.reshape(valid, tf.shape(scores)), axis=1)
+    empty = text_start[:, 0, 0]
+    return tf.where(found, best // length, empty), tf.where(found, best % length, empty - 1)
+
+
 def predict_entities(model, encoded, examples, maxlen, batch_size, max_span):
     """The predicted entity of each example: a slice of its (cut) text."""
     entities = [None] * len(examples)
@@ -300,6 +321,42 @@ def predict(args, checkpoint, tokenizer):
 
 
 # ---------------------------------------------------------------------------------------------
+# Export: a SavedModel that takes raw event types and texts (README: Serving the fine-tuned model)
+# ---------------------------------------------------------------------------------------------
+
+class SubjectServing(ServingModule):
+    """serving_default: `event_type`, `text` (strings) -> `entity` (string) and its `start`, `end` (int32)
+    character offsets in `text`, end exclusive: the answer of --predict, `text[start:end] == entity`.
+    """
+
+    def __init__(self, models, vocab_path, maxlen, max_span):
+        super().__init__(models, vocab_path, maxlen)
+        self.max_span = max_span
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="event_type"),
+                                  tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, event_type, text):
+        underscores = tf.RaggedTensor.from_tensor(tf.fill([tf.size(text), 3], ord("_")))
+        prefix = tf.concat([underscores, self.tokenizer.code_points(event_type), underscores], axis=1)
+        characters = self.tokenizer.code_points(text, self.maxlen)
+        token_ids, segment_ids = self.tokenizer.pad(self.tokenizer.token_ids(tf.concat([prefix, characters], axis=1)))
+        model, = self.call_models
+        start_logits, end_logits = model([token_ids, segment_ids])
+        text_start = 1 + tf.cast(prefix.row_lengths(), tf.int32)  # as in encode(): [CLS], then the prefix
+        text_end = text_start + tf.cast(characters.row_lengths(), tf.int32)
+        start, end = best_spans_in_graph(start_logits, end_logits, text_start, text_end, self.max_span)
+        start, end = start - text_start, end - text_start + 1
+        return {"entity": substrings(self.tokenizer.text(characters), start, end), "start": start, "end": end}
+
+
+def export(args, checkpoint):
+    model, train_model = build_model(checkpoint)
+    load_best_weights(train_model, args.output_dir, "subject_extraction.py")
+    write_export(SubjectServing([model], checkpoint.vocab_path, args.maxlen, args.max_span), args,
+                 "subject_extraction.py")
+
+
+# ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
 
@@ -308,6 +365,8 @@ def main(argv=None):
     tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
     if args.predict:
         return predict(args, checkpoint, tokenizer)
+    if args.export:
+        return export(args, checkpoint)
 
     data = load_data(args.data_dir, args.dev_file, args.seed, args.train_file)
     encoded = {name: encode_questions(tokenizer, examples, args.maxlen, name)

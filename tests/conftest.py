@@ -21,3 +21,36 @@ def tiny_checkpoint():
 def no_real_checkpoint(monkeypatch):
     """Tests always run on the tiny checkpoint, whatever the developer has in $BERT_DIR."""
     monkeypatch.delenv("BERT_DIR", raising=False)
+
+
+# Loads an export with TensorFlow only: importing keras-bert, Keras or this project's modules fails.
+STANDALONE_SERVING = """
+import json, sys
+for name in ("keras_bert", "keras_self_attention", "tf_keras", "keras",
+             "tokenizer", "bert_checkpoint", "fine_tuning", "serving"):
+    sys.modules[name] = None
+import tensorflow as tf
+request = json.load(sys.stdin)
+serve = tf.saved_model.load(request["export_dir"]).signatures["serving_default"]
+outputs = serve(**{name: tf.constant(values, tf.string) for name, values in request["inputs"].items()})
+print(json.dumps({name: {"dtype": tensor.dtype.name, "values": [
+    value.decode("utf-8") if isinstance(value, bytes) else value for value in tensor.numpy().tolist()]}
+    for name, tensor in outputs.items()}))
+"""
+
+
+@pytest.fixture(scope="session")
+def serve_standalone():
+    """serve(export_dir, **inputs) -> {output: (dtype, values)}, in a fresh process (-I: no project on its path)."""
+    import json
+    import subprocess
+
+    def serve(export_dir, **inputs):
+        result = subprocess.run([sys.executable, "-I", "-c", STANDALONE_SERVING], cwd=os.path.dirname(str(export_dir)),
+                                input=json.dumps({"export_dir": str(export_dir), "inputs": inputs}),
+                                capture_output=True, text=True, encoding="utf-8")
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs = json.loads(result.stdout.strip().splitlines()[-1])
+        return {name: (output["dtype"], output["values"]) for name, output in outputs.items()}
+
+    return serve

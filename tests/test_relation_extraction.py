@@ -364,3 +364,47 @@ def test_predicting_without_trained_weights_says_to_train_first(tiny_checkpoint,
     write_schemas(data_dir)
     with pytest.raises(UserError, match="no trained weights"):
         rex.main(demo_flags(tiny_checkpoint, data_dir, tmp_path / "out") + ["--predict", "今天天气不错"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """A model trained one epoch on a slice of the bundled sample, and its export.
+
+    Low thresholds, the same for the export and --predict, so that there are many triples to compare.
+    """
+    folder = tmp_path_factory.mktemp("relation_export")
+    bundled = os.path.join(os.path.dirname(os.path.abspath(rex.__file__)), "data", "relation")
+    for name, lines in (("all_50_schemas", None), ("train_data.json", 200), ("dev_data.json", None)):
+        with open(os.path.join(bundled, name), encoding="utf-8") as reader:
+            (folder / name).write_text("".join(reader.readlines()[:lines]), encoding="utf-8")
+    flags = demo_flags(tiny_checkpoint, folder, folder / "run") + ["--start-threshold", "0.2", "--end-threshold", "0.2"]
+    rex.main(flags + ["--epochs", "1"])
+    rex.main(flags + ["--export", str(folder / "export")])
+    return flags, folder
+
+
+def test_export_answers_raw_text_without_keras_bert_as_predict_does(exported, serve_standalone, capsys):
+    flags, folder = exported
+    rex.main(flags + ["--predict-file", str(folder / "dev_data.json")])
+    rows = [json.loads(line) for line in (folder / "run" / "dev_data_pred.json").read_text(encoding="utf-8").splitlines()]
+    predicted = [{(t["subject"], t["predicate"], t["object"]) for t in row["spo_list"]} for row in rows]
+
+    outputs = serve_standalone(folder / "export", text=[row["text"] for row in rows])
+    assert {name: dtype for name, (dtype, _) in outputs.items()} == {
+        "text_index": "int32", "subject": "string", "predicate": "string", "object": "string"}
+    served = list(zip(*(outputs[name][1] for name in ("text_index", "subject", "predicate", "object"))))
+    assert len(served) == len(set(served))  # one entry per triple
+    assert [{(s, p, o) for i, s, p, o in served if i == row} for row in range(len(rows))] == predicted
+    assert len(served) > 10  # enough triples that the comparison means something
+
+
+def test_export_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_schemas(data_dir)
+    with pytest.raises(UserError, match=r"no trained weights at .*python relation_extraction.py --output-dir"):
+        rex.main(demo_flags(tiny_checkpoint, data_dir, tmp_path / "out") + ["--export", str(tmp_path / "export")])

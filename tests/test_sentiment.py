@@ -202,3 +202,45 @@ def test_help_lists_the_shared_flags():
                  "--lr", "--seed", "--resume", "--predict", "--predict-file", "--train-file", "--dev-file",
                  "--test-file"):
         assert flag in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """A model trained one epoch on a slice of the bundled reviews, and its export."""
+    folder = tmp_path_factory.mktemp("sentiment_export")
+    bundled = os.path.join(os.path.dirname(os.path.abspath(sentiment.__file__)), "data", "sentiment")
+    write_tsv(folder / "train.tsv", sentiment.read_tsv(os.path.join(bundled, "train.tsv"))[:200])
+    write_tsv(folder / "dev.tsv", sentiment.read_tsv(os.path.join(bundled, "dev.tsv"))[:50])
+    flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(folder / "run"), "--lr", "1e-3"]
+    sentiment.main(flags + ["--data-dir", str(folder), "--epochs", "1"])
+    sentiment.main(flags + ["--export", str(folder / "export"), "--mixed-precision", "bfloat16"])
+    return flags, folder / "export", [text for text, _ in sentiment.read_tsv(os.path.join(bundled, "dev.tsv"))[:200]]
+
+
+def test_export_answers_raw_text_without_keras_bert_as_predict_does(exported, serve_standalone, tmp_path, capsys):
+    flags, export_dir, texts = exported
+    texts += ["", "  ", "Ｆｕｌｌ　ｗｉｄｔｈ ＯＫ😀", "好" * 300]
+    outputs = serve_standalone(export_dir, text=texts)
+    # float32, also when exported with --mixed-precision
+    assert outputs["positive_probability"][0] == "float32"
+    predict_file = tmp_path / "texts.txt"
+    predict_file.write_text("\n".join(texts[:-4]), encoding="utf-8")
+    capsys.readouterr()
+    sentiment.main(flags + ["--predict-file", str(predict_file), "--predict"] + texts[-3:])
+    printed = [float(line.split("\t")[0]) for line in capsys.readouterr().out.strip().split("\n")]
+    served = outputs["positive_probability"][1]
+    assert len(printed) == len(texts) - 1
+    # --predict prints 4 decimals; the two differ by that rounding and float noise only
+    assert np.allclose(served[-3:] + served[:-4], printed, rtol=0, atol=1e-4)  # --predict's texts come first
+    assert len(set(np.round(served, 2))) > 5  # the model tells the texts apart: the comparison means something
+
+
+def test_export_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_path):
+    flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path / "run")]
+    with pytest.raises(UserError, match=r"no trained weights at .*python sentiment.py --output-dir"):
+        sentiment.main(flags + ["--export", str(tmp_path / "export")])
+    assert not os.path.exists(tmp_path / "export")

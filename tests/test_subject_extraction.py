@@ -250,3 +250,47 @@ def test_main_trains_writes_best_weights_and_result_file_then_predicts_from_them
     se.main(flags + ["--predict", "财务造假", text])
     entity = capsys.readouterr().out.strip().splitlines()[-1]
     assert entity and entity in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """A model trained one epoch on a slice of the bundled sample, and its export."""
+    folder = tmp_path_factory.mktemp("subject_export")
+    bundled = os.path.join(os.path.dirname(os.path.abspath(se.__file__)), "data", "subject")
+    rows = se.read_csv_rows(os.path.join(bundled, se.TRAIN_FILE_NAME), se.Example._fields)
+    write_csv(folder / se.TRAIN_FILE_NAME, [row for _, row in rows[:300]])
+    flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(folder / "run"), "--lr", "1e-3"]
+    se.main(flags + ["--data-dir", str(folder), "--epochs", "1"])
+    se.main(flags + ["--export", str(folder / "export")])
+    questions = se.read_unlabelled(os.path.join(bundled, se.EVAL_FILE_NAME))[:100]
+    return flags, folder / "export", questions
+
+
+def test_export_answers_raw_text_without_keras_bert_as_predict_does(
+        exported, serve_standalone, tiny_checkpoint, tokenizer, capsys):
+    flags, export_dir, questions = exported
+    questions = questions + [se.Example("x", "ＳＴ 华信😀被罚", "涉嫌违法", None), se.Example("y", "华信" * 100, "", None)]
+    outputs = serve_standalone(export_dir, event_type=[q.event_type for q in questions], text=[q.text for q in questions])
+    assert {name: dtype for name, (dtype, _) in outputs.items()} == {"entity": "string", "start": "int32", "end": "int32"}
+    entities, starts, ends = (outputs[name][1] for name in ("entity", "start", "end"))
+    assert all(q.text[start:end] == entity for q, entity, start, end in zip(questions, entities, starts, ends))
+
+    # What --predict does for each question: the best weights, one question a batch, the script's decoder.
+    model, train_model = se.build_model(tiny_checkpoint)
+    se.load_best_weights(train_model, flags[3], "subject_extraction.py")
+    encoded = se.encode_questions(tokenizer, questions, 128, "--predict")
+    assert entities == se.predict_entities(model, encoded, questions, 128, 1, se.MAX_SPAN)
+    assert len(set(entities)) > 5  # the model tells the questions apart: the comparison means something
+    capsys.readouterr()
+    se.main(flags + ["--predict", questions[-2].event_type, questions[-2].text])
+    assert capsys.readouterr().out.splitlines()[-1] == entities[-2]
+
+
+def test_export_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_path):
+    flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path / "run")]
+    with pytest.raises(UserError, match=r"no trained weights at .*python subject_extraction.py --output-dir"):
+        se.main(flags + ["--export", str(tmp_path / "export")])
