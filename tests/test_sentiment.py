@@ -231,7 +231,7 @@ def test_export_answers_raw_text_without_keras_bert_as_predict_does(exported, se
     predict_file.write_text("\n".join(texts[:-4]), encoding="utf-8")
     capsys.readouterr()
     sentiment.main(flags + ["--predict-file", str(predict_file), "--predict"] + texts[-3:])
-    printed = [float(line.split("\t")[0]) for line in capsys.readouterr().out.strip().split("\n")]
+    printed = [float(line.split("\t")[0]) for line in capsys.readouterr().out.split("\n") if "\t" in line]
     served = outputs["positive_probability"][1]
     assert len(printed) == len(texts) - 1
     # --predict prints 4 decimals; the two differ by that rounding and float noise only
