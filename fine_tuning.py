@@ -7,6 +7,8 @@ clear errors, batches of similar lengths padded to their own longest sequence (t
 `train()`: Keras `fit` with callbacks that keep the best weights, stop on NaN or Ctrl-C, and resume.
 """
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -217,6 +219,22 @@ def read_data_file(path):
     if not text.strip():
         raise UserError("data file %s is empty" % path)
     return text
+
+
+def read_csv_rows(path):
+    """[(line number, fields)] of the non-blank rows of a UTF-8 CSV file (quoted fields may hold commas,
+    quotes and line breaks); a malformed row is an error naming its line."""
+    rows, reader = [], csv.reader(io.StringIO(read_data_file(path), newline=""))
+    while True:
+        line_number = reader.line_num + 1  # where this row starts; a quoted field may span lines
+        try:
+            row = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as error:
+            raise UserError("%s line %d: %s" % (path, line_number, error))
+        if "".join(row).strip():
+            rows.append((line_number, row))
 
 
 def report_truncated(count, total, maxlen, path):

@@ -18,8 +18,6 @@ by its header too (`label,review`, `cat,label,review`). `--train-file`, `--dev-f
     python sentiment.py --train-file weibo_senti_100k.csv
     python sentiment.py --predict "这家店的服务太好了" "质量太差，不会再买"
 """
-import csv
-import io
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
@@ -32,7 +30,7 @@ from tensorflow import keras  # noqa: E402
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, prediction_batches,
-    make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+    make_parser, pad, parse_flags, read_csv_rows, read_data_file, report_truncated, run, set_up_devices, train)
 from serving import ServingModule, write_export  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
@@ -75,21 +73,10 @@ TEXT_COLUMNS = ("text_a", "text", "review", "sentence")  # as ChnSentiCorp and t
 
 def read_rows(path):
     """[(line number, fields)] of the non-blank rows: a .csv file's by the csv module (quoted fields), else at tabs."""
-    text = read_data_file(path)
-    if not path.lower().endswith(".csv"):
-        return [(line_number, line.rstrip("\r").split("\t"))
-                for line_number, line in enumerate(text.split("\n"), 1) if line.strip()]
-    rows, reader = [], csv.reader(io.StringIO(text, newline=""))
-    while True:
-        line_number = reader.line_num + 1  # where this row starts; a quoted field may span lines
-        try:
-            row = next(reader)
-        except StopIteration:
-            return rows
-        except csv.Error as error:
-            raise UserError("%s line %d: %s" % (path, line_number, error))
-        if "".join(row).strip():
-            rows.append((line_number, row))
+    if path.lower().endswith(".csv"):
+        return read_csv_rows(path)
+    return [(line_number, line.rstrip("\r").split("\t"))
+            for line_number, line in enumerate(read_data_file(path).split("\n"), 1) if line.strip()]
 
 
 def header_columns(fields):

@@ -24,7 +24,6 @@ the text (never in the event-type prefix), at most `--max-span` characters long.
     python subject_extraction.py --predict 财务造假 "金鹰科技因虚增利润被证监会立案调查"
 """
 import csv
-import io
 import os
 from collections import namedtuple
 
@@ -39,7 +38,8 @@ from tensorflow.keras import backend as K  # noqa: E402
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
-    load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+    load_best_weights, make_parser, pad, parse_flags, read_csv_rows, report_truncated, run, set_up_devices,
+    train)
 from serving import ServingModule, substrings, write_export  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
@@ -86,30 +86,20 @@ def build_parser():
 Example = namedtuple("Example", "id text event_type entity")
 
 
-def read_csv_rows(path, columns):
+def read_rows(path, columns):
     """[(line_number, row)] of a header-less CSV file whose rows have exactly these columns."""
-    rows = []
-    reader = csv.reader(io.StringIO(read_data_file(path), newline=""))
-    while True:
-        line_number = reader.line_num + 1  # where this row starts; a quoted field may span lines
-        try:
-            row = next(reader)
-        except StopIteration:
-            return rows
-        except csv.Error as error:
-            raise UserError("%s line %d: %s" % (path, line_number, error))
-        if not row or not "".join(row).strip():
-            continue
+    rows = read_csv_rows(path)
+    for line_number, row in rows:
         if len(row) != len(columns):
             raise UserError("%s line %d: expected %d comma-separated columns (%s), found %d"
                             % (path, line_number, len(columns), ", ".join(columns), len(row)))
-        rows.append((line_number, row))
+    return rows
 
 
 def read_labelled(path):
     """The Examples of a training-format file that have a subject occurring in their text."""
     examples, no_subject, not_in_text = [], 0, []
-    for line_number, (id_, text, event_type, entity) in read_csv_rows(path, Example._fields):
+    for line_number, (id_, text, event_type, entity) in read_rows(path, Example._fields):
         if event_type == NO_SUBJECT:
             no_subject += 1
         elif not entity or entity not in text:
@@ -128,7 +118,7 @@ def read_labelled(path):
 
 def read_unlabelled(path):
     return [Example(id_, text, event_type, None)
-            for _, (id_, text, event_type) in read_csv_rows(path, Example._fields[:3])]
+            for _, (id_, text, event_type) in read_rows(path, Example._fields[:3])]
 
 
 def load_data(data_dir, dev_file, seed, train_file=None):

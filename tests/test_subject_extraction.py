@@ -261,7 +261,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
     """A model trained one epoch on a slice of the bundled sample, and its export."""
     folder = tmp_path_factory.mktemp("subject_export")
     bundled = os.path.join(os.path.dirname(os.path.abspath(se.__file__)), "data", "subject")
-    rows = se.read_csv_rows(os.path.join(bundled, se.TRAIN_FILE_NAME), se.Example._fields)
+    rows = se.read_rows(os.path.join(bundled, se.TRAIN_FILE_NAME), se.Example._fields)
     write_csv(folder / se.TRAIN_FILE_NAME, [row for _, row in rows[:300]])
     flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(folder / "run"), "--lr", "1e-3"]
     se.main(flags + ["--data-dir", str(folder), "--epochs", "1"])
