@@ -2,8 +2,8 @@
 
 Only what the three scripts would otherwise copy: the shared flags and the choice of
 checkpoint, devices and precision (tf.distribute, mixed precision), reading data files with
-clear errors, batches of similar lengths padded to their own longest sequence (the blog's
-`seq_padding`), the blog's warmup schedule, a keras.Model that can accumulate gradients, and
+clear errors, random batches (of similar lengths with --bucket) padded to their own longest
+sequence (the blog's `seq_padding`), the blog's warmup schedule, a keras.Model that can accumulate gradients, and
 `train()`: Keras `fit` with callbacks that keep the best weights, stop on NaN or Ctrl-C, and resume.
 """
 import argparse
