@@ -18,8 +18,9 @@ Data: `--data-dir` holds DuIE's original files, read as they are. `train_data.js
 and `all_50_schemas`, one {"subject_type", "predicate", "object_type"} a line, which lists the
 predicates. The bundled `data/relation` is a small made-up sample in that format, written by
 `python data/synthetic.py relation --out data/relation --examples 800`. DuIE 2.0's
-`duie_train.json`, `duie_dev.json`, `duie_schema.json` are found too, and CMeIE's files (or any
-others) are named with `--train-file`, `--dev-file`, `--schema-file`. Their objects and object
+`duie_train.json`, `duie_dev.json`, `duie_schema.json` are found too (each also in a folder of
+its own name, as the zips unpack), and CMeIE's files (or any others) are named with
+`--train-file`, `--dev-file`, `--schema-file`. Their objects and object
 types are {"@value": "..."}: the model learns the @value, and the extra slots of DuIE 2.0's
 complex objects (inWork, ...) are counted, not modelled.
 
@@ -97,6 +98,12 @@ FILE_NAMES = {  # (train, dev, schema) as each release names them, looked for in
 }
 
 
+def release_file(data_dir, name):
+    """data_dir/name, or data_dir/stem/name where a release's own zip unpacks it (duie_schema/duie_schema.json)."""
+    in_subfolder = os.path.join(data_dir, os.path.splitext(name)[0], name)
+    return in_subfolder if os.path.isfile(in_subfolder) else os.path.join(data_dir, name)
+
+
 def find_data_files(data_dir, named):
     """{part: path} for the parts of `named` ({"train": --train-file, ...}): each file named by its flag,
     the others under the names of the first release of which data_dir holds any of them."""
@@ -104,8 +111,9 @@ def find_data_files(data_dir, named):
     if not missing:
         return dict(named)
     for names in FILE_NAMES.values():
-        if any(os.path.exists(os.path.join(data_dir, names[part])) for part in missing):
-            return {part: path or os.path.join(data_dir, names[part]) for part, path in named.items()}
+        found = {part: release_file(data_dir, name) for part, name in names.items()}
+        if any(os.path.exists(found[part]) for part in missing):
+            return {part: path or found[part] for part, path in named.items()}
     looked_for = "; ".join("%s's %s" % (release, ", ".join(names[part] for part in missing))
                            for release, names in FILE_NAMES.items())
     raise UserError("%s has none of the files looked for (%s): name them with %s"

@@ -245,6 +245,15 @@ def test_files_are_found_under_2019_or_duie2_names_unless_named(tmp_path):
     assert rex.find_data_files(str(tmp_path), {"schema": "s.json"}) == {"schema": "s.json"}
 
 
+def test_a_release_file_in_a_folder_of_its_own_name_is_found_as_its_zip_unpacks(tmp_path):
+    for path in ("duie_train.json", "duie_dev.json", "duie_schema/duie_schema.json"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text("{}\n", encoding="utf-8")
+    assert rex.find_data_files(str(tmp_path), {"train": None, "dev": None, "schema": None}) == {
+        "train": str(tmp_path / "duie_train.json"), "dev": str(tmp_path / "duie_dev.json"),
+        "schema": str(tmp_path / "duie_schema" / "duie_schema.json")}
+
+
 @pytest.mark.parametrize("obj", [["周杰伦"], {"value": "周杰伦"}, {"@value": 3}, None])
 def test_an_object_neither_a_string_nor_a_value_object_exits_2_naming_the_line(tiny_checkpoint, tmp_path, capsys, obj):
     write_duie2_schemas(tmp_path / "duie_schema.json")
