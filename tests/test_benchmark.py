@@ -61,3 +61,24 @@ def test_bert_base_row_has_bert_base_shape_and_the_matmul_rate_is_measured():
     parameters = sum(int(np.prod(shape)) for name, shape in shapes.items() if name.startswith("bert/"))
     assert parameters == 102_267_648  # Google's chinese_L-12_H-768_A-12
     assert 0 < throughput.matmul_flops_per_second(size=64, repeats=2) < 1e16
+
+
+def test_condition_sets_need_the_event_type_and_the_blind_baseline_is_one_over_the_companies(tmp_path):
+    import condition_learning
+
+    for clause in condition_learning.CLAUSES.values():
+        rows = condition_learning.condition_rows(clause, 300, seed=1)
+        by_text = {}
+        for _, text, event_type, entity in rows:
+            clause, = [clause for clause in text.split("；") if entity in clause]
+            assert text.count(entity) == 1 and event_type in clause
+            by_text.setdefault(text, []).append(entity)
+        assert any(len(set(entities)) > 1 for entities in by_text.values())  # the text alone does not tell
+        path = tmp_path / "rows.csv"
+        with open(path, "w", encoding="utf-8", newline="") as writer:
+            condition_learning.csv.writer(writer).writerows(rows)
+        companies = {text: len(entities) for text, entities in by_text.items()}
+        expected = np.mean([1 / companies[text] for _, text, _, _ in rows])
+        # The last text may be cut short by the row count; away from that, the baseline is 1/companies.
+        assert abs(condition_learning.event_blind_accuracy(str(path)) - expected) < 1e-9
+        assert 0.4 < expected < 0.6
