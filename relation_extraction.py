@@ -460,6 +460,23 @@ def output_spo(subject, predicate, obj, schemas, as_values):
             "subject_type": subject_type, "object_type": object_type}
 
 
+def spo_items(records):
+    return [spo for record in records for spo in record.get("spo_list") or [] if isinstance(spo, dict)]
+
+
+def predictions_use_values(records, args, schema_path):
+    """Whether --predict-file writes {"@value": ...} objects: as the input's own spo_list items, else as
+    the dev file's (CMeIE's test file has none, and its schema file has plain types), else as the schema's."""
+    if spo_items(records):
+        return uses_values(spo_items(records))
+    try:
+        dev_path = find_data_files(args.data_dir, {"dev": args.dev_file})["dev"]
+        dev_items = spo_items(record for _, record in read_json_lines(dev_path))
+    except UserError:  # no dev file to go by
+        dev_items = []
+    return uses_values(dev_items or [record for _, record in read_json_lines(schema_path)])
+
+
 def predict(args, checkpoint, tokenizer, schemas, schema_path):
     subject_model, object_model, train_model = build_models(checkpoint, len(schemas))
     load_best_weights(train_model, args.output_dir, "relation_extraction.py")
@@ -475,9 +492,7 @@ def predict(args, checkpoint, tokenizer, schemas, schema_path):
                 print("    no triple found")
     if args.predict_file:
         rows = read_texts(args.predict_file, args.maxlen)
-        # The input's own format: its spo_list items if it has any, else the schema file's object types.
-        given = [spo for _, record, _ in rows for spo in record.get("spo_list") or [] if isinstance(spo, dict)]
-        as_values = uses_values(given) if given else uses_values(record for _, record in read_json_lines(schema_path))
+        as_values = predictions_use_values([record for _, record, _ in rows], args, schema_path)
         triples = predict_triples(models, tokenizer, [text for _, _, text in rows], predicates, args)
         name = os.path.splitext(os.path.basename(args.predict_file))[0] + "_pred.json"
         path = os.path.join(args.output_dir, name)

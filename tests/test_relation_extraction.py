@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import re
@@ -365,6 +366,19 @@ def test_a_duie2_folder_trains_as_it_is_and_predictions_are_written_in_its_forma
     assert [json.loads(line) for line in written] == [{"text": "《七里香》是周杰伦演唱的歌曲", "spo_list": [
         {"subject": "七里香", "predicate": "歌手", "object": {"@value": "周杰伦"},
          "subject_type": "歌曲", "object_type": {"@value": "人物"}}]}]
+
+
+def test_predictions_take_the_input_format_else_the_dev_file_format_else_the_schema_format(tmp_path):
+    plain_schemas, value_dev = tmp_path / "53_schemas.json", tmp_path / "CMeIE_dev.json"
+    write_lines(plain_schemas, [{"subject_type": "歌曲", "predicate": "歌手", "object_type": "人物"}])
+    write_lines(value_dev, [{"text": "《七里香》是周杰伦演唱的歌曲", "spo_list": [duie2_spo("七里香", "歌手", "周杰伦")]}])
+    flags = argparse.Namespace(data_dir=str(tmp_path / "nowhere"), dev_file=None)
+    untyped_test = [{"text": "《七里香》是周杰伦演唱的歌曲"}]
+    assert not rex.predictions_use_values(untyped_test, flags, str(plain_schemas))  # only the schema to go by
+    flags.dev_file = str(value_dev)
+    assert rex.predictions_use_values(untyped_test, flags, str(plain_schemas))  # CMeIE: its dev file decides
+    assert not rex.predictions_use_values([{"text": "t", "spo_list": [spo("七里香", "歌手", "周杰伦")]}],
+                                          flags, str(plain_schemas))  # the input's own items first
 
 
 def test_predicting_without_trained_weights_says_to_train_first(tiny_checkpoint, tmp_path):
