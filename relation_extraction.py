@@ -20,9 +20,9 @@ predicates. The bundled `data/relation` is a small made-up sample in that format
 `python data/synthetic.py relation --out data/relation --examples 800`. DuIE 2.0's
 `duie_train.json`, `duie_dev.json`, `duie_schema.json` are found too (each also in a folder of
 its own name, as the zips unpack), and CMeIE's files (or any others) are named with
-`--train-file`, `--dev-file`, `--schema-file`. Their objects and object
-types are {"@value": "..."}: the model learns the @value, and the extra slots of DuIE 2.0's
-complex objects (inWork, ...) are counted, not modelled.
+`--train-file`, `--dev-file`, `--schema-file`. Their objects and object types are
+{"@value": "..."}: the model learns the @value, and the extra slots of DuIE 2.0's complex
+objects (inWork, ...) are counted, not modelled.
 
     python relation_extraction.py                            # train, keep the best dev weights
     python relation_extraction.py --bert-dir chinese_L-12_H-768_A-12 --data-dir DuIE
@@ -467,8 +467,9 @@ def spo_items(records):
 def predictions_use_values(records, args, schema_path):
     """Whether --predict-file writes {"@value": ...} objects: as the input's own spo_list items, else as
     the dev file's (CMeIE's test file has none, and its schema file has plain types), else as the schema's."""
-    if spo_items(records):
-        return uses_values(spo_items(records))
+    given = spo_items(records)
+    if given:
+        return uses_values(given)
     try:
         dev_path = find_data_files(args.data_dir, {"dev": args.dev_file})["dev"]
         dev_items = spo_items(record for _, record in read_json_lines(dev_path))
