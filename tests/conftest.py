@@ -17,6 +17,22 @@ def tiny_checkpoint():
     return bert_checkpoint.make_tiny_checkpoint()
 
 
+@pytest.fixture(scope="session")
+def vocab():
+    """The bundled vocab.txt as {token: id}."""
+    from tokenizer import load_vocab
+
+    return load_vocab()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(vocab):
+    """The blog's char-level tokenizer over the bundled vocabulary."""
+    from tokenizer import OurTokenizer
+
+    return OurTokenizer(vocab)
+
+
 @pytest.fixture(autouse=True)
 def no_real_checkpoint(monkeypatch):
     """Tests always run on the tiny checkpoint, whatever the developer has in $BERT_DIR."""

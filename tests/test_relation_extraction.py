@@ -9,15 +9,9 @@ import pytest
 import relation_extraction as rex
 import synthetic
 from fine_tuning import UserError, best_weights_path, run
-from tokenizer import OurTokenizer, load_vocab
 
 PREDICATE_IDS = {"歌手": 0, "毕业院校": 1, "国籍": 2}
 SCHEMAS = {"歌手": ("歌曲", "人物"), "毕业院校": ("人物", "学校"), "国籍": ("人物", "国家")}
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return OurTokenizer(load_vocab())
 
 
 def write_lines(path, records):

@@ -10,7 +10,6 @@ import pytest
 import sentiment
 from fine_tuning import UserError, parse_flags, run
 from synthetic import sentiment_examples
-from tokenizer import OurTokenizer, load_vocab
 
 
 def write_tsv(path, rows):
@@ -25,11 +24,6 @@ def synthetic_dir(tmp_path_factory):
     write_tsv(folder / "train.tsv", examples[60:])
     write_tsv(folder / "dev.tsv", examples[:60])
     return folder
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return OurTokenizer(load_vocab())
 
 
 def test_reads_text_tab_label_lines_and_skips_a_header(tmp_path):

@@ -8,7 +8,7 @@ import tensorflow as tf
 import serving
 from fine_tuning import UserError
 from test_tokenizer import TRICKY_TEXTS, random_texts
-from tokenizer import DEFAULT_VOCAB_PATH, OurTokenizer, load_vocab
+from tokenizer import DEFAULT_VOCAB_PATH
 
 MORE_TEXTS = [
     "UPPER lower MiXeD ÇÀÉÎÕÜ straße",
@@ -21,11 +21,6 @@ MORE_TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def vocab():
-    return load_vocab()
-
-
-@pytest.fixture(scope="module")
 def in_graph():
     return serving.InGraphTokenizer(DEFAULT_VOCAB_PATH)
 
@@ -34,20 +29,17 @@ def in_graph_ids(in_graph, texts, maxlen=None):
     return in_graph.token_ids(in_graph.code_points(tf.constant(texts, tf.string), maxlen)).to_list()
 
 
-def test_in_graph_token_ids_are_our_tokenizers_ids(in_graph, vocab):
-    tokenizer = OurTokenizer(vocab)
+def test_in_graph_token_ids_are_our_tokenizers_ids(in_graph, vocab, tokenizer):
     texts = TRICKY_TEXTS + MORE_TEXTS + random_texts(vocab, seed=2)
     assert in_graph_ids(in_graph, texts) == [tokenizer.encode(first=text)[0] for text in texts]
 
 
-def test_in_graph_tokenizer_cuts_to_maxlen_characters_as_the_scripts_do(in_graph, vocab):
-    tokenizer = OurTokenizer(vocab)
+def test_in_graph_tokenizer_cuts_to_maxlen_characters_as_the_scripts_do(in_graph, tokenizer):
     texts = ["今天天气不错", "😀𠀀ab", "", "é\u0301x"]
     assert in_graph_ids(in_graph, texts, maxlen=3) == [tokenizer.encode(first=text[:3])[0] for text in texts]
 
 
-def test_invalid_utf8_becomes_the_replacement_character(in_graph, vocab):
-    tokenizer = OurTokenizer(vocab)
+def test_invalid_utf8_becomes_the_replacement_character(in_graph, tokenizer):
     assert in_graph_ids(in_graph, [b"ok\xff"]) == [tokenizer.encode(first="ok\ufffd")[0]]
 
 

@@ -8,12 +8,6 @@ import pytest
 import subject_extraction as se
 import synthetic
 from fine_tuning import UserError, best_weights_path, parse_flags
-from tokenizer import OurTokenizer, load_vocab
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return OurTokenizer(load_vocab())
 
 
 def write_csv(path, rows, bom=False):

@@ -2,9 +2,7 @@
 import hashlib
 import random
 
-import pytest
-
-from tokenizer import DEFAULT_VOCAB_PATH, SPACE_TOKEN, UNKNOWN_TOKEN, OurTokenizer, load_vocab
+from tokenizer import DEFAULT_VOCAB_PATH, SPACE_TOKEN, UNKNOWN_TOKEN, load_vocab
 
 TRICKY_TEXTS = [
     "今天天气不错",
@@ -19,16 +17,6 @@ TRICKY_TEXTS = [
     "标点：，。！？（）《》“”……—",
     "\x00\x1f控制字符\x7f",
 ]
-
-
-@pytest.fixture(scope="module")
-def vocab():
-    return load_vocab()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(vocab):
-    return OurTokenizer(vocab)
 
 
 def random_texts(vocab, count=300, seed=0):
