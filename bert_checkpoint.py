@@ -128,17 +128,23 @@ def write_google_checkpoint(bert_dir, config, vocab_path=DEFAULT_VOCAB_PATH, see
     shutil.copyfile(vocab_path, os.path.join(bert_dir, "vocab.txt"))
 
 
-def make_tiny_checkpoint(bert_dir=TINY_BERT_DIR):
-    """Write the tiny checkpoint once; a temporary folder renamed into place keeps it whole."""
+def write_random_checkpoint_once(bert_dir, config):
+    """Write a random checkpoint of `config` into bert_dir unless it is there; a temporary folder
+    renamed into place keeps it whole."""
     if not os.path.exists(os.path.join(bert_dir, CHECKPOINT_NAME + ".index")):
         parent = os.path.dirname(bert_dir)
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=".tiny_bert_")
-        write_google_checkpoint(staging, TINY_BERT_CONFIG)
+        staging = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(bert_dir) + "_")
+        write_google_checkpoint(staging, config)
         try:
             os.rename(staging, bert_dir)
         except OSError:  # another process finished first: theirs is identical
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def make_tiny_checkpoint(bert_dir=TINY_BERT_DIR):
+    """The tiny checkpoint, written once."""
+    write_random_checkpoint_once(bert_dir, TINY_BERT_CONFIG)
     return BertCheckpoint(bert_dir, is_tiny=True)
 
 

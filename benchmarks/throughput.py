@@ -38,7 +38,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 
-from bert_checkpoint import PROJECT_DIR, TINY_BERT_CONFIG, find_checkpoint, write_google_checkpoint  # noqa: E402
+from bert_checkpoint import PROJECT_DIR, TINY_BERT_CONFIG, find_checkpoint, write_random_checkpoint_once  # noqa: E402
 from fine_tuning import TrainingBatches, UserError, check_sequence_length, epoch_batches, run, set_up_devices  # noqa: E402
 from sentiment import BATCH_SIGNATURE, SETTINGS, build_model, encode_texts, load_data, make_batch  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
@@ -248,11 +247,7 @@ def measure(args):
 
 def random_bert_base():
     """BERT-base with random weights in Google's format (about 400 MB), written once into .cache/."""
-    if not os.path.exists(os.path.join(BERT_BASE_DIR, "bert_model.ckpt.index")):
-        partial = BERT_BASE_DIR + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        write_google_checkpoint(partial, BERT_BASE_CONFIG)
-        os.rename(partial, BERT_BASE_DIR)
+    write_random_checkpoint_once(BERT_BASE_DIR, BERT_BASE_CONFIG)
     return find_checkpoint(BERT_BASE_DIR)
 
 
