@@ -22,7 +22,6 @@ import csv
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -31,7 +30,7 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [PROJECT_DIR, os.path.join(PROJECT_DIR, "data"), os.path.dirname(os.path.abspath(__file__))]
 
 import synthetic  # noqa: E402
-from time_to_accuracy import EPOCH_LINE  # noqa: E402
+from time_to_accuracy import train_epochs  # noqa: E402
 
 TRAIN_FILE_NAME = "event_type_entity_extract_train.csv"
 CLAUSES = {"named": "{company}涉及{event_type}", "labelled": "{event_type}：{company}"}
@@ -88,13 +87,9 @@ def data_dir(name, work_dir, rows):
 
 
 def train(folder, output_dir, args):
-    command = [sys.executable, os.path.join(PROJECT_DIR, "subject_extraction.py"), "--data-dir", folder,
-               "--output-dir", output_dir, "--no-bucket", "--epochs", args.epochs, "--lr", args.lr,
-               "--min-lr", args.min_lr, "--seed", args.seed] + (["--bert-dir", args.bert_dir] if args.bert_dir else [])
-    finished = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
-    if finished.returncode != 0:
-        sys.exit("%s failed (exit %d):\n%s" % (" ".join(command), finished.returncode, finished.stderr[-2000:]))
-    return [(float(loss), float(accuracy)) for _, loss, accuracy, _, _, _ in EPOCH_LINE.findall(finished.stdout)]
+    return train_epochs("subject_extraction.py", [
+        "--data-dir", folder, "--output-dir", output_dir, "--no-bucket", "--epochs", args.epochs, "--lr", args.lr,
+        "--min-lr", args.min_lr, "--seed", args.seed], args.bert_dir)
 
 
 def main(argv=None):
@@ -111,8 +106,8 @@ def main(argv=None):
             epochs = train(folder, os.path.join(work_dir, "outputs", name), args)
             print("| %s | %.3f | %s | %.3f | %.3f |" % (
                 name, event_blind_accuracy(os.path.join(folder, TRAIN_FILE_NAME)),
-                " ".join("%.3f" % accuracy for _, accuracy in epochs),
-                max(accuracy for _, accuracy in epochs), epochs[-1][0]), flush=True)
+                " ".join("%.3f" % epoch["metric"] for epoch in epochs),
+                max(epoch["metric"] for epoch in epochs), epochs[-1]["loss"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -89,19 +89,24 @@ def build_parser():
 # One run: the script in its own process, its epoch lines parsed
 # ---------------------------------------------------------------------------------------------
 
-def run_script(task, variant, seed, data_dir, output_dir, bert_dir):
-    settings = TASKS[task]
-    command = [sys.executable, os.path.join(PROJECT_DIR, settings["script"]), "--data-dir", data_dir,
-               "--output-dir", output_dir, "--seed", str(seed)] + settings["flags"] + VARIANTS[variant]
+def train_epochs(script, flags, bert_dir):
+    """Run one of the scripts with these flags in its own process; the epochs its lines report."""
+    command = [sys.executable, os.path.join(PROJECT_DIR, script)] + flags
     if bert_dir:
         command += ["--bert-dir", bert_dir]
     finished = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
     if finished.returncode != 0:
         sys.exit("%s failed (exit %d):\n%s" % (" ".join(command), finished.returncode, finished.stderr[-2000:]))
-    epochs = [dict(epoch=int(epoch), loss=float(loss), metric=float(metric), seconds=float(seconds),
-                   tokens_per_second=int(tokens), padding=float(padding))
-              for epoch, loss, metric, seconds, tokens, padding in EPOCH_LINE.findall(finished.stdout)]
-    return dict(task=task, variant=variant, seed=seed, epochs=epochs)
+    return [dict(epoch=int(epoch), loss=float(loss), metric=float(metric), seconds=float(seconds),
+                 tokens_per_second=int(tokens), padding=float(padding))
+            for epoch, loss, metric, seconds, tokens, padding in EPOCH_LINE.findall(finished.stdout)]
+
+
+def run_script(task, variant, seed, data_dir, output_dir, bert_dir):
+    settings = TASKS[task]
+    flags = (["--data-dir", data_dir, "--output-dir", output_dir, "--seed", str(seed)]
+             + settings["flags"] + VARIANTS[variant])
+    return dict(task=task, variant=variant, seed=seed, epochs=train_epochs(settings["script"], flags, bert_dir))
 
 
 def time_to_target(run, target):
