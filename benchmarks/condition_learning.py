@@ -11,7 +11,7 @@ the accuracy of ignoring the event type (picking one of the text's companies at 
 
 Each text names 1 to 3 companies with different event types, so ignoring the type scores ~0.5.
 A model that reads the type goes well above that; one that does not stays at or below it. The
-tiny random BERT stays below on all three (README, "Batching: time to accuracy"); with the real
+tiny random BERT stays below on all three (benchmarks/README.md, "Condition learning"); with the real
 checkpoint (`--bert-dir`) this tells whether a set is learnable at all.
 
     python benchmarks/condition_learning.py                      # tiny random BERT, ~6 min on 2 CPU cores
