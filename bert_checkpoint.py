@@ -1,4 +1,6 @@
 """Find, check or make the BERT checkpoint that the three scripts fine-tune.
+Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `config_path` and
+`checkpoint_path` are `find_checkpoint`, its `load_trained_model_from_checkpoint` call is `load_bert`.
 
 Which checkpoint a script uses, first match wins:
 1. `--bert-dir DIR`: a folder as in Google's zip (`bert_config.json`, `vocab.txt`,

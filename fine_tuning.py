@@ -5,6 +5,8 @@ checkpoint, devices and precision (tf.distribute, mixed precision), reading data
 clear errors, random batches (of similar lengths with --bucket) padded to their own longest
 sequence (the blog's `seq_padding`), the blog's warmup schedule, a keras.Model that can accumulate gradients, and
 `train()`: Keras `fit` with callbacks that keep the best weights, stop on NaN or Ctrl-C, and resume.
+Beside the blog (docs/blog_map.md): `seq_padding` is `pad`, its generators' shuffling `epoch_batches` and
+`TrainingBatches`, its `Evaluate` callback's warmup `WarmupThenDecay`, its `fit_generator` `train`.
 """
 import argparse
 import csv

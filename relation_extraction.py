@@ -10,6 +10,8 @@ sequence, and two `Dense(num_predicates, sigmoid)` mark where the objects of eac
 and end. Loss: binary cross-entropy over the real tokens, summed over the four outputs. Decoding:
 a start above --start-threshold takes the nearest end at or after it above --end-threshold.
 Metric: micro precision, recall and F1 over exact triples; the blog reaches dev F1 ~0.82.
+Beside the blog's script (docs/blog_map.md, "3. 关系抽取"): `seq_gather` is `gather_vectors`, the model and
+its masked losses `build_models`, `extract_items` is `extract_triples` (batched), its warmup `WarmupThenDecay`.
 
 Data: `--data-dir` holds DuIE's original files, read as they are. `train_data.json` and
 `dev_data.json`, one JSON object a line:

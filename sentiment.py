@@ -4,6 +4,8 @@ The first example of the blog post "当Bert遇上Keras" (kexue.fm/archives/6736)
 possible head on top of BERT, the `[CLS]` vector into `Dense(1, activation='sigmoid')`, trained
 with binary cross-entropy and `Adam(1e-5)` for 5 epochs; the blog reaches 95.5%+ validation
 accuracy on its ~21k reviews.
+Beside the blog's script (docs/blog_map.md, "2. 文本分类"): its `data_generator` is `make_batch` with
+fine_tuning's `TrainingBatches`, its model lines are `build_model`, its `fit_generator` fine_tuning's `train`.
 
 Data: `--data-dir` holds `train.tsv` and, optionally, `dev.tsv` and `test.tsv`; each line is
 `text<TAB>label`, label 0 (negative) or 1 (positive), UTF-8. Without `dev.tsv` a tenth of the

@@ -1,4 +1,6 @@
 """The serving export shared by the three scripts: a SavedModel that takes raw text and gives the answer.
+Not in the blog (docs/blog_map.md, "Beyond the blog"): its scripts answer only through the Keras models in
+Python; this exports the same answers, tokenizer and decoder included, for TensorFlow alone.
 
 `--export DIR` writes a TensorFlow SavedModel whose `serving_default` signature takes UTF-8
 strings, so that using the fine-tuned model needs TensorFlow only: no keras-bert, no Python

@@ -6,6 +6,8 @@ event. The lesson is the single-input formulation: event type and text are joine
 sequence `___{event_type}___{text}`, and two softmax pointers over its positions, the blog's
 `Dense(1, use_bias=False)` for the start and for the end with padding masked by -1e10, mark the
 answer span. The metric is the exact-match accuracy of the entity; the blog reaches 89%+.
+Beside the blog's script (docs/blog_map.md, "4. 事件主体抽取"): the model with its -1e10 mask and losses is
+`build_model`, `extract_entity` is `best_span` (one joint choice of start and end), `test()` is `write_results`.
 
 Data, the contest's format: `--data-dir` holds `event_type_entity_extract_train.csv`, comma
 separated, no header, columns `id, text, event_type, entity` (UTF-8, quoted fields allowed).

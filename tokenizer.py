@@ -3,6 +3,8 @@
 Google's Chinese BERT vocabulary is mostly single characters, so the blog tokenizes one
 token per character instead of running WordPiece. That keeps a simple alignment which the
 span tasks depend on: token 0 is `[CLS]`, token i+1 is character i, the last token is `[SEP]`.
+Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `token_dict` loop is
+`load_vocab`, its `OurTokenizer._tokenize` is `OurTokenizer._tokenize` here, with the forms below added.
 
 - a character in the vocabulary is its own token;
 - a space-like character (space, tab, newline, U+3000, ...) becomes `[unused1]`;
