@@ -4,15 +4,22 @@ Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `co
 
 Which checkpoint a script uses, first match wins:
 1. `--bert-dir DIR`: a folder as in Google's zip (`bert_config.json`, `vocab.txt`,
-   `bert_model.ckpt.index`, `bert_model.ckpt.data-*`);
-2. `$BERT_DIR`;
+   `bert_model.ckpt.index`, `bert_model.ckpt.data-*`), or as the Hugging Face Hub has them
+   (`config.json`, `vocab.txt`, `model.safetensors` or `pytorch_model.bin`, maybe sharded);
+   or, when no such folder exists, a Hub id `ORG/NAME[@REVISION]`, fetched into the Hub's cache;
+2. `$BERT_DIR`, the same;
 3. `chinese_L-12_H-768_A-12/` beside the scripts (where Google's zip unpacks);
 4. else a tiny random BERT in Google's exact TF1 format, written once into `.cache/` from a
    fixed seed, so that everything runs with nothing downloaded. Its numbers mean nothing.
+
+Whatever the layout, `load_bert(find_checkpoint(...))` gives the same keras-bert backbone.
 """
+import contextlib
+import functools
 import glob
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -27,6 +34,18 @@ DEFAULT_BERT_DIR = os.path.join(PROJECT_DIR, "chinese_L-12_H-768_A-12")
 TINY_BERT_DIR = os.path.join(PROJECT_DIR, ".cache", "tiny_chinese_bert")
 CHECKPOINT_NAME = "bert_model.ckpt"
 REAL_CHECKPOINT_URL = "https://storage.googleapis.com/bert_models/2018_11_03/chinese_L-12_H-768_A-12.zip"
+# What the banner suggests: the blog's weights, and a real BERT small enough for a laptop CPU.
+SUGGESTED_HUB_IDS = ("google-bert/bert-base-chinese", "uer/chinese_roberta_L-4_H-512")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+# The weights files of a Hub folder, in the order we take them: safetensors first (no pickle).
+HUB_WEIGHTS_FILES = (
+    ("model.safetensors", "safetensors"),
+    ("model.safetensors.index.json", "sharded safetensors"),
+    ("pytorch_model.bin", "PyTorch .bin"),
+    ("pytorch_model.bin.index.json", "sharded PyTorch .bin"),
+)
+# transformers' names of BERT's activation; keras-bert computes GELU in the tanh form of Google's BERT.
+GELU_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
 # The real checkpoint's config with small sizes: hidden 128, 2 layers, 2 heads.
 TINY_BERT_CONFIG = {
@@ -57,16 +76,94 @@ class CheckpointError(ValueError):
 class BertCheckpoint:
     """The files of one Google-format checkpoint, and whether it is the tiny stand-in."""
 
-    def __init__(self, bert_dir, is_tiny=False):
+    layout = "Google TF1 checkpoint"
+    config_name = "bert_config.json"
+
+    def __init__(self, bert_dir, is_tiny=False, hub_id=None):
         self.bert_dir = bert_dir
         self.is_tiny = is_tiny
-        self.config_path = os.path.join(bert_dir, "bert_config.json")
+        self.hub_id = hub_id  # "ORG/NAME" when fetched from the Hub, for the first lines of a run
+        self.config_path = os.path.join(bert_dir, self.config_name)
         self.vocab_path = os.path.join(bert_dir, "vocab.txt")
         self.checkpoint_path = os.path.join(bert_dir, CHECKPOINT_NAME)
 
     def config(self):
         with open(self.config_path, encoding="utf-8") as reader:
             return json.load(reader)
+
+    def describe(self):
+        """One line for the start of a run: where the weights come from, their format and size."""
+        config = self.config()
+        source = self.bert_dir
+        if self.hub_id:  # the Hub's cache keeps each commit in snapshots/<commit hash>
+            source = "%s at commit %s (%s)" % (self.hub_id, os.path.basename(self.bert_dir), self.bert_dir)
+        return "checkpoint: %s%s, %s, %d layers, hidden %d" % (
+            source, " (tiny, RANDOM weights)" if self.is_tiny else "", self.layout,
+            config["num_hidden_layers"], config["hidden_size"])
+
+
+class HubCheckpoint(BertCheckpoint):
+    """A folder as the Hugging Face Hub has it: config.json, vocab.txt and one weights file (or shards)."""
+
+    config_name = "config.json"
+
+    def __init__(self, bert_dir, hub_id=None):
+        super().__init__(bert_dir, hub_id=hub_id)
+        self.weights_path, self.layout = next(
+            ((os.path.join(bert_dir, name), layout) for name, layout in HUB_WEIGHTS_FILES
+             if os.path.isfile(os.path.join(bert_dir, name))), (None, "no weights"))
+
+    def weights_files(self):
+        """The files that hold the tensors: the weights file, or the shards its index names."""
+        if not self.weights_path.endswith(".index.json"):
+            return [self.weights_path]
+        try:
+            with open(self.weights_path, encoding="utf-8") as reader:
+                shards = sorted(set(json.load(reader)["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CheckpointError("%s is not a weights index (a weight_map of tensor: file): %s"
+                                  % (self.weights_path, error))
+        paths = [os.path.join(self.bert_dir, shard) for shard in shards]
+        for path in paths:
+            if not os.path.isfile(path):
+                raise CheckpointError("%s names the shard %s, which is missing from BERT folder %s"
+                                      % (os.path.basename(self.weights_path), os.path.basename(path), self.bert_dir))
+        return paths
+
+    @contextlib.contextmanager
+    def open_tensors(self):
+        """({transformers' name: shape}, load(name) -> numpy array, file of name). safetensors stay
+        memory-mapped until a tensor is asked for; a .bin is read through an allow-list that never
+        runs its pickle."""
+        from safetensors import SafetensorError, safe_open
+
+        from torch_weights import UnsafeCheckpointError, read_torch_state_dict
+
+        shapes, loaders, files = {}, {}, {}
+        with contextlib.ExitStack() as open_files:
+            for path in self.weights_files():
+                try:
+                    if path.endswith(".safetensors"):
+                        weights = open_files.enter_context(safe_open(path, framework="numpy"))
+                        for name in weights.keys():
+                            shapes[name] = list(weights.get_slice(name).get_shape())
+                            loaders[name] = functools.partial(weights.get_tensor, name)
+                            files[name] = path
+                    else:
+                        for name, array in read_torch_state_dict(path).items():
+                            shapes[name], loaders[name], files[name] = list(array.shape), (lambda a=array: a), path
+                except UnsafeCheckpointError as error:
+                    raise CheckpointError(str(error))
+                except (SafetensorError, OSError, ValueError, TypeError) as error:
+                    raise CheckpointError("cannot read %s: %s" % (path, error))
+
+            def load(name):
+                try:
+                    return loaders[name]()
+                except (SafetensorError, OSError, ValueError, TypeError) as error:
+                    raise CheckpointError("cannot read tensor %s from %s: %s" % (name, files[name], error))
+
+            yield shapes, load, files
 
 
 def google_variable_shapes(config):
@@ -152,32 +249,26 @@ def make_tiny_checkpoint(bert_dir=TINY_BERT_DIR):
 
 def check_checkpoint(checkpoint):
     """Raise CheckpointError naming the first missing or inconsistent file."""
-    import tensorflow as tf
-
     bert_dir = checkpoint.bert_dir
     if not os.path.isdir(bert_dir):
-        raise CheckpointError("BERT folder %s does not exist (expected Google's unzipped "
-                              "chinese_L-12_H-768_A-12 folder)" % bert_dir)
+        raise CheckpointError("BERT folder %s does not exist (expected Google's unzipped chinese_L-12_H-768_A-12 "
+                              "folder, a Hugging Face model folder, or a Hub id ORG/NAME)" % bert_dir)
+    if isinstance(checkpoint, HubCheckpoint):
+        return check_hub_checkpoint(checkpoint)
     for path in (checkpoint.config_path, checkpoint.vocab_path, checkpoint.checkpoint_path + ".index"):
         if not os.path.isfile(path):
             raise CheckpointError("%s is missing from BERT folder %s" % (os.path.basename(path), bert_dir))
     if not glob.glob(checkpoint.checkpoint_path + ".data-*"):
         raise CheckpointError("%s.data-00000-of-00001 is missing from BERT folder %s"
                               % (CHECKPOINT_NAME, bert_dir))
-    try:
-        config = checkpoint.config()
-        expected = google_variable_shapes(config)
-    except (ValueError, KeyError) as error:
-        raise CheckpointError("%s is not a BERT config: %s" % (checkpoint.config_path, error))
-    vocab_size = len(load_vocab(checkpoint.vocab_path))
-    if vocab_size != config["vocab_size"]:
-        raise CheckpointError("%s has %d tokens but %s says vocab_size %d"
-                              % (checkpoint.vocab_path, vocab_size, checkpoint.config_path, config["vocab_size"]))
+    config = check_config(checkpoint)
+    import tensorflow as tf
+
     try:
         stored = dict(tf.train.list_variables(checkpoint.checkpoint_path))
     except Exception as error:  # TF raises several unrelated types for a broken checkpoint
         raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path, error))
-    for name, shape in sorted(expected.items()):
+    for name, shape in sorted(google_variable_shapes(config).items()):
         if name.startswith("cls/"):
             continue  # the pre-training heads are not used for fine-tuning
         if name not in stored:
@@ -188,17 +279,156 @@ def check_checkpoint(checkpoint):
                                      shape, checkpoint.config_path))
 
 
+def check_config(checkpoint):
+    """The checkpoint's config, once its keys and its vocab agree."""
+    try:
+        config = checkpoint.config()
+        google_variable_shapes(config)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError("%s is not a BERT config: %s" % (checkpoint.config_path, error))
+    vocab_size = len(load_vocab(checkpoint.vocab_path))
+    if vocab_size != config["vocab_size"]:
+        raise CheckpointError("%s has %d tokens but %s says vocab_size %d"
+                              % (checkpoint.vocab_path, vocab_size, checkpoint.config_path, config["vocab_size"]))
+    return config
+
+
+def check_hub_checkpoint(checkpoint):
+    """check_checkpoint for a Hugging Face folder: a BERT config, its vocab, every tensor keras-bert needs."""
+    for path in (checkpoint.config_path, checkpoint.vocab_path):
+        if not os.path.isfile(path):
+            raise CheckpointError("%s is missing from Hugging Face model folder %s" % (os.path.basename(path),
+                                                                                        checkpoint.bert_dir))
+    config = check_config(checkpoint)
+    model_type = config.get("model_type", "bert")
+    if model_type != "bert":
+        raise CheckpointError("%s says model_type %r: only BERT checkpoints can be loaded (HFL's Chinese RoBERTa "
+                              "and MacBERT are BERTs, model_type bert)" % (checkpoint.config_path, model_type))
+    if config.get("hidden_act") not in GELU_NAMES or config.get("type_vocab_size") != 2:
+        raise CheckpointError("%s says hidden_act %r and type_vocab_size %r: keras-bert's BERT has GELU and 2 "
+                              "segments" % (checkpoint.config_path, config.get("hidden_act"),
+                                            config.get("type_vocab_size")))
+    if checkpoint.weights_path is None:
+        raise CheckpointError("no weights in Hugging Face model folder %s: expected one of %s%s" % (
+            checkpoint.bert_dir, ", ".join(name for name, _ in HUB_WEIGHTS_FILES),
+            " (its tf_model.h5 is not read: use the safetensors or .bin of the same model)"
+            if os.path.isfile(os.path.join(checkpoint.bert_dir, "tf_model.h5")) else ""))
+    with checkpoint.open_tensors() as (shapes, _, files):
+        hub_tensor_names(config, shapes, files, checkpoint)
+
+
+def keras_bert_layers(config):
+    """[(keras-bert layer, [Google variable names of its weights, in order])], paired as keras-bert's
+    own loader (load_model_weights_from_checkpoint) pairs them for fine-tuning."""
+    def dense(prefix):
+        return [prefix + "/kernel", prefix + "/bias"]
+
+    def layer_norm(prefix):
+        return [prefix + "/LayerNorm/gamma", prefix + "/LayerNorm/beta"]
+
+    layers = [
+        ("Embedding-Token", ["bert/embeddings/word_embeddings"]),
+        ("Embedding-Position", ["bert/embeddings/position_embeddings"]),
+        ("Embedding-Segment", ["bert/embeddings/token_type_embeddings"]),
+        ("Embedding-Norm", layer_norm("bert/embeddings")),
+    ]
+    for i in range(config["num_hidden_layers"]):
+        google, keras_name = "bert/encoder/layer_%d/" % i, "Encoder-%d-" % (i + 1)
+        attention = google + "attention/"
+        layers += [
+            (keras_name + "MultiHeadSelfAttention", dense(attention + "self/query") + dense(attention + "self/key")
+             + dense(attention + "self/value") + dense(attention + "output/dense")),
+            (keras_name + "MultiHeadSelfAttention-Norm", layer_norm(google + "attention/output")),
+            (keras_name + "FeedForward", dense(google + "intermediate/dense") + dense(google + "output/dense")),
+            (keras_name + "FeedForward-Norm", layer_norm(google + "output")),
+        ]
+    return layers
+
+
+def hub_names(google_name):
+    """transformers' names for one of Google's variables, and whether its matrix is transposed
+    (torch's Linear keeps [out, in]). LayerNorm is weight/bias, or gamma/beta in uploads of 2019."""
+    name = re.sub(r"layer_(\d+)", r"layer.\1", google_name[len("bert/"):]).replace("/", ".")
+    if name.endswith(".kernel"):
+        return [name[:-len("kernel")] + "weight"], True
+    if name.endswith(".gamma"):
+        return [name[:-len("gamma")] + "weight", name], False
+    if name.endswith(".beta"):
+        return [name[:-len("beta")] + "bias", name], False
+    if name.endswith(".bias"):
+        return [name], False
+    return [name + ".weight"], False  # the embedding tables
+
+
+def hub_tensor_names(config, shapes, files, checkpoint):
+    """{Google variable name: (transformers' name, transposed?)} for every weight keras-bert needs,
+    checked against the config's shapes. Saved from BertForPreTraining or BertForMaskedLM, the
+    names start with `bert.` (their pre-training heads are not needed)."""
+    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in shapes else ""
+    expected_shapes = google_variable_shapes(config)
+    names = {}
+    for _, google_names in keras_bert_layers(config):
+        for google_name in google_names:
+            candidates, transposed = hub_names(google_name)
+            found = [prefix + name for name in candidates if prefix + name in shapes]
+            if not found:
+                raise CheckpointError("%s has no tensor %s" % (
+                    checkpoint.weights_path, prefix + candidates[0]))
+            shape = expected_shapes[google_name][::-1] if transposed else expected_shapes[google_name]
+            if shapes[found[0]] != shape:
+                raise CheckpointError("tensor %s has shape %s in %s but %s says %s" % (
+                    found[0], shapes[found[0]], files[found[0]], checkpoint.config_path, shape))
+            names[google_name] = (found[0], transposed)
+    return names
+
+
+def fetch_from_hub(hub_id):
+    """The local folder of Hub id `ORG/NAME[@REVISION]`: config, vocab and one weights file
+    (safetensors first), downloaded into the Hub's cache unless already there. HF_ENDPOINT,
+    HF_HOME, HF_HUB_OFFLINE and a saved token apply as in any Hugging Face tool."""
+    from huggingface_hub import snapshot_download
+
+    repo_id, _, revision = hub_id.partition("@")
+    try:
+        for weights_name, _ in HUB_WEIGHTS_FILES:
+            shards = weights_name.split(".")[0] + "-*"  # model-00001-of-00002.safetensors
+            folder = snapshot_download(repo_id, revision=revision or None,
+                                       allow_patterns=["config.json", "vocab.txt", weights_name, shards])
+            if os.path.isfile(os.path.join(folder, weights_name)):
+                break
+    except Exception as error:  # huggingface_hub raises unrelated types: HTTP, connection, cache, bad id
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise CheckpointError(
+            "cannot get %s from the Hugging Face Hub (%s: %s). Either set HF_ENDPOINT to a mirror "
+            "(e.g. HF_ENDPOINT=https://hf-mirror.com) and run again, or download the model folder (config.json, "
+            "vocab.txt, model.safetensors or pytorch_model.bin) and pass its path as --bert-dir"
+            % (hub_id, type(error).__name__, reason[:300]))
+    return folder
+
+
+def checkpoint_at(location):
+    """The checkpoint in folder `location`, or fetched from the Hub when it names no folder but an id."""
+    folder = os.path.abspath(os.path.expanduser(location))
+    hub_id = None
+    if not os.path.exists(folder) and HUB_ID.match(location):
+        hub_id = location.partition("@")[0]
+        folder = fetch_from_hub(location)
+    if os.path.isfile(os.path.join(folder, "config.json")) and not os.path.isfile(
+            os.path.join(folder, "bert_config.json")):
+        checkpoint = HubCheckpoint(folder, hub_id=hub_id)
+    else:
+        checkpoint = BertCheckpoint(folder, hub_id=hub_id)
+    check_checkpoint(checkpoint)
+    return checkpoint
+
+
 def find_checkpoint(bert_dir=None):
     """The checkpoint to use (see the module docstring), checked; the tiny one is made if needed."""
     for candidate in (bert_dir, os.environ.get("BERT_DIR")):
         if candidate:
-            checkpoint = BertCheckpoint(os.path.abspath(os.path.expanduser(candidate)))
-            check_checkpoint(checkpoint)
-            return checkpoint
+            return checkpoint_at(candidate)
     if os.path.isdir(DEFAULT_BERT_DIR):
-        checkpoint = BertCheckpoint(DEFAULT_BERT_DIR)
-        check_checkpoint(checkpoint)
-        return checkpoint
+        return checkpoint_at(DEFAULT_BERT_DIR)
     return make_tiny_checkpoint()
 
 
@@ -209,9 +439,11 @@ def print_tiny_banner(demo_settings, file=sys.stderr):
         "NO PRETRAINED BERT FOUND: using a tiny BERT with RANDOM weights (hidden 128, 2 layers).",
         "The numbers below only show that the pipeline works; they say nothing about the task.",
         "Demo settings so that the tiny model learns visibly: %s (flags you give win)." % settings,
-        "For real results download Google's Chinese BERT:",
+        "For real results name a Chinese BERT of the Hugging Face Hub (downloaded once, then cached):",
+        "  --bert-dir %s   (the blog's weights, BERT-base)" % SUGGESTED_HUB_IDS[0],
+        "  --bert-dir %s   (a real small BERT: minutes an epoch on a laptop CPU)" % SUGGESTED_HUB_IDS[1],
+        "or unzip Google's checkpoint beside the scripts (chinese_L-12_H-768_A-12/, or --bert-dir DIR, or $BERT_DIR):",
         "  " + REAL_CHECKPOINT_URL,
-        "unzip it beside the scripts (chinese_L-12_H-768_A-12/), or pass --bert-dir DIR or set $BERT_DIR.",
     ]
     width = max(len(line) for line in lines) + 4
     print("!" * width, file=file)
@@ -222,11 +454,31 @@ def print_tiny_banner(demo_settings, file=sys.stderr):
 
 def load_bert(checkpoint):
     """keras-bert's backbone with the checkpoint's weights, all layers trainable, any length."""
-    from keras_bert import load_trained_model_from_checkpoint
+    from keras_bert import get_model, load_trained_model_from_checkpoint
+    from tensorflow import keras
 
+    config = checkpoint.config()
     with warnings.catch_warnings():
         # keras-bert reuses one unseeded initializer; harmless, since the checkpoint overwrites it.
         warnings.filterwarnings("ignore", message="The initializer .* is unseeded")
-        return load_trained_model_from_checkpoint(
-            checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
-            dropout_rate=checkpoint.config()["hidden_dropout_prob"])  # keras-bert ignores the config's
+        if not isinstance(checkpoint, HubCheckpoint):
+            return load_trained_model_from_checkpoint(
+                checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
+                dropout_rate=config["hidden_dropout_prob"])  # keras-bert ignores the config's
+        # The same model as keras-bert's build_model_from_config, which would not take transformers' GELU names.
+        inputs, outputs = get_model(
+            token_num=config["vocab_size"], pos_num=config["max_position_embeddings"], seq_len=None,
+            embed_dim=config["hidden_size"], transformer_num=config["num_hidden_layers"],
+            head_num=config["num_attention_heads"], feed_forward_dim=config["intermediate_size"],
+            feed_forward_activation="gelu", training=False, trainable=True,
+            dropout_rate=config["hidden_dropout_prob"])
+    model = keras.models.Model(inputs=inputs, outputs=outputs)
+    with checkpoint.open_tensors() as (shapes, load, files):
+        names = hub_tensor_names(config, shapes, files, checkpoint)
+        for layer, google_names in keras_bert_layers(config):
+            weights = []
+            for google_name in google_names:  # one layer's tensors at a time: a large BERT is never held twice
+                name, transposed = names[google_name]
+                weights.append(load(name).T if transposed else load(name))
+            model.get_layer(layer).set_weights(weights)
+    return model

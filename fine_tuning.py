@@ -56,9 +56,12 @@ def make_parser(doc, settings):
     """The flags every script has, with the script's defaults; the script adds its own extras."""
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--bert-dir", help="Google BERT folder (bert_config.json, vocab.txt, "
-                        "bert_model.ckpt.*); default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, "
-                        "then a tiny random BERT for trying things out")
+    parser.add_argument("--bert-dir", metavar="DIR_OR_HUB_ID",
+                        help="Google's BERT folder (bert_config.json, vocab.txt, bert_model.ckpt.*), a Hugging Face "
+                        "model folder (config.json, vocab.txt, model.safetensors or pytorch_model.bin), or a Hub id "
+                        "ORG/NAME[@REVISION] to download, e.g. hfl/chinese-roberta-wwm-ext (README: Checkpoints); "
+                        "default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, then a tiny random BERT for trying "
+                        "things out")
     parser.add_argument("--data-dir", default=settings["data_dir"],
                         help="the task's files under their usual names "
                         "(default: %(default)s, or the folder of --train-file)")
@@ -114,6 +117,7 @@ def parse_flags(parser, argv, tiny_bert_settings):
         raise UserError("--xla cannot compile --accumulate's micro-batch loop (tf2xla conversion fails): "
                         "use one of the two")
     checkpoint = find_checkpoint(args.bert_dir)
+    print(checkpoint.describe(), file=sys.stderr, flush=True)
     if checkpoint.is_tiny:
         given = {flag.split("=")[0][2:].replace("-", "_") for flag in argv if flag.startswith("--")}
         demo_settings = {name: value for name, value in tiny_bert_settings.items() if name not in given}

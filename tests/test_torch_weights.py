@@ -7,12 +7,14 @@ is tested where torch is not installed, as in CI.
 import collections
 import pickle
 import shlex
-import struct
 import zipfile
 
 import numpy as np
 import pytest
 
+from torch_pickles import (
+    EMPTY_ORDERED_DICT, pickle_global, pickle_state_dict, pickle_str, write_legacy, write_zip)
+from torch_pickles import pickle_tensor as pickle_storage_tensor
 from torch_weights import UnsafeCheckpointError, read_torch_state_dict
 
 # Each storage: its torch type and its elements (the bfloat16 ones are exact in bfloat16).
@@ -53,40 +55,9 @@ def expected_arrays():
     }
 
 
-# Pickle opcodes, protocol 2, as torch.save emits them (less the memo opcodes, which change nothing).
-def pickle_global(module, name):
-    return b"c" + f"{module}\n{name}\n".encode()
-
-
-def pickle_str(text):
-    data = text.encode()
-    return b"X" + struct.pack("<I", len(data)) + data
-
-
-def pickle_int(value):
-    return b"J" + struct.pack("<i", value)
-
-
-def pickle_int_tuple(values):
-    return b"(" + b"".join(pickle_int(value) for value in values) + b"t"
-
-
-EMPTY_ORDERED_DICT = pickle_global("collections", "OrderedDict") + b")R"
-
-
-def pickle_state_dict(items):
-    """An OrderedDict of the given pickled (name, value) pairs, as torch.save writes a state dict."""
-    pairs = b"".join(pickle_str(name) + value for name, value in items)
-    return b"\x80\x02" + EMPTY_ORDERED_DICT + b"(" + pairs + b"u."
-
-
 def pickle_tensor(key, offset, size, stride, legacy, backward_hooks=EMPTY_ORDERED_DICT):
     storage_type, values = STORAGES[key]
-    persistent_id = (b"(" + pickle_str("storage") + pickle_global("torch", storage_type) + pickle_str(key)
-                     + pickle_str("cpu") + pickle_int(len(values)) + (b"N" if legacy else b"") + b"t")
-    return (pickle_global("torch._utils", "_rebuild_tensor_v2") + b"(" + persistent_id + b"Q"
-            + pickle_int(offset) + pickle_int_tuple(size) + pickle_int_tuple(stride)
-            + b"\x89" + backward_hooks + b"tR")
+    return pickle_storage_tensor(storage_type, key, len(values), offset, size, stride, legacy, backward_hooks)
 
 
 def storage_bytes(key, byteorder="little"):
@@ -96,31 +67,13 @@ def storage_bytes(key, byteorder="little"):
     return values.astype(values.dtype.newbyteorder("<" if byteorder == "little" else ">")).tobytes()
 
 
-def write_zip(path, pickled, storages, byteorder="little"):
-    with zipfile.ZipFile(path, "w") as archive:  # stored, not compressed, as torch writes it
-        archive.writestr("archive/data.pkl", pickled)
-        archive.writestr("archive/byteorder", byteorder)
-        for key, data in storages.items():
-            archive.writestr(f"archive/data/{key}", data)
-        archive.writestr("archive/version", "3\n")
-    return path
-
-
-def write_legacy(path, pickled, storages):
-    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
-    header = b"".join(pickle.dumps(item, protocol=2) for item in (0x1950A86A20F9469CFC6C, 1001, sys_info))
-    data = b"".join(struct.pack("<q", len(STORAGES[key][1])) + storages[key] for key in sorted(storages))
-    path.write_bytes(header + pickled + pickle.dumps(sorted(storages), protocol=2) + data)
-    return path
-
-
 def write_by_hand(path, layout, tensors=TENSORS, byteorder="little"):
     pickled = pickle_state_dict((name, pickle_tensor(*tensor, legacy=layout == "legacy"))
                                 for name, tensor in tensors.items())
     storages = {key: storage_bytes(key, byteorder) for key in sorted({tensor[0] for tensor in tensors.values()})}
     if layout == "zip":
         return write_zip(path, pickled, storages, byteorder)
-    return write_legacy(path, pickled, storages)
+    return write_legacy(path, pickled, storages, {key: len(STORAGES[key][1]) for key in storages})
 
 
 def write_with_torch(path, layout):
@@ -212,7 +165,7 @@ def write_pickle_in(path, layout, pickled):
     if layout == "zip":
         return write_zip(path, pickled, {})
     if layout == "legacy":
-        return write_legacy(path, pickled, {})
+        return write_legacy(path, pickled, {}, {})
     path.write_bytes(pickled)  # a bare pickle, as a hand-made .bin would be
     return path
 
@@ -284,7 +237,10 @@ def test_a_storage_shorter_than_it_says_is_refused(tmp_path, layout):
     path = tmp_path / "pytorch_model.bin"
     pickled = pickle_state_dict([("weight", pickle_tensor("0", 0, (2, 3), (3, 1), legacy=layout == "legacy"))])
     short = {"0": storage_bytes("0")[:-3]}  # the legacy file ends there: a download cut short
-    (write_zip if layout == "zip" else write_legacy)(path, pickled, short)
+    if layout == "zip":
+        write_zip(path, pickled, short)
+    else:
+        write_legacy(path, pickled, short, {"0": len(STORAGES["0"][1])})
     with pytest.raises(UnsafeCheckpointError, match="storage 0 is truncated"):
         read_torch_state_dict(path)
 

@@ -1,0 +1,99 @@
+"""Write one BERT's weights in each layout `--bert-dir` reads, for the tests and the loading benchmark.
+
+The Hugging Face layouts are written as `save_pretrained` writes them: config.json, vocab.txt and
+model.safetensors (or shards with their index) or pytorch_model.bin (torch's zip or legacy
+format: by torch when it is installed, else by `torch_pickles`, which writes the same bytes).
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+
+from bert_checkpoint import CHECKPOINT_NAME, google_variable_shapes, hub_names
+from tokenizer import DEFAULT_VOCAB_PATH
+
+HUB_LAYOUTS = ("safetensors", "sharded-safetensors", "bin", "bin-legacy")
+
+
+def hub_tensors_from_google(bert_dir):
+    """{transformers' BertModel name: array} of a Google checkpoint (its pre-training heads left out)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(bert_dir, CHECKPOINT_NAME))
+    tensors = {}
+    for google_name in reader.get_variable_to_shape_map():
+        if google_name.startswith("bert/"):
+            names, transposed = hub_names(google_name)
+            value = reader.get_tensor(google_name)
+            tensors[names[0]] = value.T if transposed else value
+    return tensors
+
+
+def write_google_folder(folder, config, tensors, vocab_path=DEFAULT_VOCAB_PATH):
+    """The same weights as Google's zip has them: bert_config.json, vocab.txt, a TF1 checkpoint."""
+    import tensorflow as tf
+
+    os.makedirs(folder, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        for google_name in sorted(google_variable_shapes(config)):
+            if google_name.startswith("cls/"):
+                continue
+            names, transposed = hub_names(google_name)
+            value = tensors[names[0]]
+            tf.compat.v1.get_variable(google_name, initializer=value.T if transposed else value)
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, os.path.join(folder, CHECKPOINT_NAME), write_meta_graph=False)
+    google_config = {key: value for key, value in config.items() if key not in ("architectures", "model_type")}
+    with open(os.path.join(folder, "bert_config.json"), "w", encoding="utf-8") as writer:
+        json.dump(google_config, writer, indent=2)
+    shutil.copyfile(vocab_path, os.path.join(folder, "vocab.txt"))
+    return folder
+
+
+def write_hub_folder(folder, config, tensors, layout="safetensors", prefix="", layer_norm_names="weight",
+                     vocab_path=DEFAULT_VOCAB_PATH):
+    """A folder as `save_pretrained` leaves it. prefix "bert." is BertForPreTraining's naming (its
+    heads are added too); layer_norm_names "gamma" is the LayerNorm naming of 2019 uploads."""
+    os.makedirs(folder, exist_ok=True)
+    named = {}
+    for name, value in tensors.items():
+        if layer_norm_names == "gamma" and ".LayerNorm." in name:
+            name = name.replace(".LayerNorm.weight", ".LayerNorm.gamma").replace(".LayerNorm.bias", ".LayerNorm.beta")
+        named[prefix + name] = np.ascontiguousarray(value)
+    if prefix:  # BertForPreTraining's heads, which fine-tuning does not use
+        hidden = config["hidden_size"]
+        named.update({
+            "cls.predictions.bias": np.zeros(config["vocab_size"], np.float32),
+            "cls.predictions.transform.dense.weight": np.zeros((hidden, hidden), np.float32),
+            "cls.seq_relationship.weight": np.zeros((2, hidden), np.float32),
+        })
+    if layout == "safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(named, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+    elif layout == "sharded-safetensors":
+        from safetensors.numpy import save_file
+
+        names = list(named)
+        shards = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
+                  "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+        for shard, shard_names in shards.items():
+            save_file({name: named[name] for name in shard_names}, os.path.join(folder, shard), metadata={"format": "pt"})
+        index = {"metadata": {"total_size": sum(value.nbytes for value in named.values())},
+                 "weight_map": {name: shard for shard, shard_names in shards.items() for name in shard_names}}
+        with open(os.path.join(folder, "model.safetensors.index.json"), "w", encoding="utf-8") as writer:
+            json.dump(index, writer, indent=2)
+    elif layout in ("bin", "bin-legacy"):
+        from torch_pickles import save_state_dict
+
+        save_state_dict(named, os.path.join(folder, "pytorch_model.bin"), zip_format=layout == "bin")
+    else:
+        raise ValueError("unknown layout %r" % layout)
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as writer:
+        json.dump(dict(config, model_type="bert"), writer, indent=2)
+    shutil.copyfile(vocab_path, os.path.join(folder, "vocab.txt"))
+    return folder
