@@ -36,8 +36,8 @@ import collections
 import json
 import os
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up INFO lines, keep warnings
+# First: tokenizer imports TensorFlow as keras-bert needs it (Keras 2), without its start-up noise.
+from tokenizer import OurTokenizer, load_vocab
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -48,7 +48,6 @@ from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
 from serving import ServingModule, substrings, write_export  # noqa: E402
-from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 

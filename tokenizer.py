@@ -17,10 +17,49 @@ Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `to
     ['[CLS]', '今', '天', '天', '气', '不', '错', '[SEP]']
 """
 import os
+import re
+import sys
+import tempfile
 import unicodedata
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
-import tensorflow as tf  # noqa: E402
+# TensorFlow's C++ start-up lines that say nothing to act on: INFO and WARNING lines (absl's and the
+# older timestamped form, with the CPU-instructions line's continuation), absl's notice about them,
+# and on a machine without a GPU the failed cuInit (the device line says so in plain words).
+START_UP_NOISE = re.compile(
+    r"^([IW]\d{4} |\d{4}-\d\d-\d\d [\d:.]+: [IW] |WARNING: All log messages before absl::InitializeLog|"
+    r"To enable the following instructions:|E\d{4} .*(failed call to cuInit|Unable to register cu\w+ factory))")
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with Keras 2 for keras-bert, holding back its start-up noise.
+
+    Its start-up lines are printed before any log level applies, so they are caught at the file
+    descriptor and every line that is not START_UP_NOISE is passed on. Set TF_CPP_MIN_LOG_LEVEL
+    yourself (0 shows everything) and nothing is held back.
+    """
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        import tensorflow as tf
+        return tf
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # from then on: errors only
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()  # CUDA's probing logs here, once
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines():
+                if not START_UP_NOISE.match(line):
+                    print(line, file=sys.stderr)
+    return tf
+
+
+tf = import_tensorflow_quietly()
 
 KERAS_3_MESSAGE = (
     "tf.keras is Keras 3 here, but keras-bert needs Keras 2 (the tf-keras package). TensorFlow chose "

@@ -2,6 +2,8 @@
 import hashlib
 import random
 
+import pytest
+
 from tokenizer import DEFAULT_VOCAB_PATH, SPACE_TOKEN, UNKNOWN_TOKEN, load_vocab
 
 TRICKY_TEXTS = [
@@ -101,3 +103,50 @@ def test_a_tf_keras_already_resolved_to_keras_3_stops_with_one_message_that_says
                             cwd=PROJECT_DIR)
     assert result.returncode == 1
     assert "ImportError: tf.keras is Keras 3 here" in result.stderr and "Restart the kernel" in result.stderr
+
+
+def import_tokenizer_in_a_new_process(**environment):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_DIR
+
+    environment = {name: value for name, value in dict(os.environ, **environment).items()
+                   if name != "TF_CPP_MIN_LOG_LEVEL" or "TF_CPP_MIN_LOG_LEVEL" in environment}
+    code = "import sys, tokenizer; print('our first line', file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                            cwd=PROJECT_DIR)
+    assert result.returncode == 0, result.stderr
+    return result.stderr.splitlines()
+
+
+def test_tensorflows_start_up_lines_are_held_back_unless_the_user_sets_the_log_level():
+    from tokenizer import START_UP_NOISE
+
+    quiet = import_tokenizer_in_a_new_process()
+    assert quiet == ["our first line"]
+    noisy = import_tokenizer_in_a_new_process(TF_CPP_MIN_LOG_LEVEL="0")
+    if not any(START_UP_NOISE.match(line) for line in noisy):
+        pytest.skip("this TensorFlow prints no start-up lines on this machine")
+    assert noisy[-1] == "our first line"
+
+
+@pytest.mark.parametrize("line, is_noise", [
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR", True),
+    ("I0000 00:00:1796139064.061921    6238 port.cc:153] oneDNN custom operations are on.", True),
+    ("W0000 00:00:1758131045.228 3722035 computation_placer.cc:177] computation placer already registered.", True),
+    ("2025-09-17 14:44:05.157831: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] Could not find cuda drivers",
+     True),
+    ("E0000 00:00:1796139066.985018    6238 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)", True),
+    ("E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory: Attempting to "
+     "register factory for plugin cuDNN when one has already been registered", True),
+    ("E0000 00:00:1758131045.2 372 cuda_dnn.cc:522] Loaded runtime CuDNN library: 8.9.0 but source was compiled "
+     "with: 9.3.0.", False),
+    ("F0000 00:00:1758131045.2 372 gpu_device.cc:100] Check failed: device_count > 0", False),
+    ("Traceback (most recent call last):", False),
+])
+def test_only_start_up_noise_is_held_back_real_errors_are_passed_on(line, is_noise):
+    from tokenizer import START_UP_NOISE
+
+    assert bool(START_UP_NOISE.match(line)) == is_noise
