@@ -16,6 +16,7 @@ checkpoint (`--bert-dir`) this tells whether a set is learnable at all.
 
     python benchmarks/condition_learning.py                      # tiny random BERT, ~6 min on 2 CPU cores
     python benchmarks/condition_learning.py --bert-dir chinese_L-12_H-768_A-12 --lr 5e-5 --min-lr 1e-5
+    python benchmarks/condition_learning.py --bert-dir uer/chinese_roberta_L-4_H-512 --lr 1e-4 --min-lr 2e-5
 """
 import argparse
 import csv
@@ -40,8 +41,10 @@ EVENT_TYPES = sorted(event_type for event_type in synthetic.SUBJECT_EVENTS if ev
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--bert-dir", help="Google BERT folder; default as the scripts: $BERT_DIR, then "
-                        "./chinese_L-12_H-768_A-12, then the tiny random BERT")
+    parser.add_argument("--bert-dir", metavar="DIR_OR_HUB_ID",
+                        help="a BERT folder (Google's or a Hugging Face one) or a Hub id such as "
+                        "uer/chinese_roberta_L-4_H-512, as the scripts take it; default as the scripts: $BERT_DIR, "
+                        "then ./chinese_L-12_H-768_A-12, then the tiny random BERT")
     parser.add_argument("--sets", default="bundled,named,labelled", help="default: %(default)s")
     parser.add_argument("--rows", type=int, default=1800, help="rows of each generated set (default: %(default)s)")
     parser.add_argument("--epochs", default="5", help="default: %(default)s")

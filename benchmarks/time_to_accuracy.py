@@ -75,8 +75,10 @@ EPOCH_LINE = re.compile(r"^epoch (\d+): loss ([\d.naninf]+), dev \w+ ([\d.]+) .*
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--bert-dir", help="Google BERT folder; default as the scripts: $BERT_DIR, then "
-                        "./chinese_L-12_H-768_A-12, then the tiny random BERT")
+    parser.add_argument("--bert-dir", metavar="DIR_OR_HUB_ID",
+                        help="a BERT folder (Google's or a Hugging Face one) or a Hub id such as "
+                        "uer/chinese_roberta_L-4_H-512, as the scripts take it; default as the scripts: $BERT_DIR, "
+                        "then ./chinese_L-12_H-768_A-12, then the tiny random BERT")
     parser.add_argument("--tasks", default=",".join(TASKS), help="default: %(default)s")
     parser.add_argument("--seeds", default="1,2,3", help="default: %(default)s")
     parser.add_argument("--target", action="append", default=[], metavar="TASK=VALUE",

@@ -151,6 +151,20 @@ def test_the_same_weights_in_both_layouts_give_the_same_fine_tuning_run(tiny_che
     assert runs["hub"] == runs["google"]
 
 
+def test_predict_and_export_work_from_a_hub_folder(tiny_hub_folder, tmp_path, capsys, serve_standalone):
+    (tmp_path / "data").mkdir()
+    synthetic.write_sentiment(str(tmp_path / "data"), 60, seed=5)
+    flags = ["--bert-dir", tiny_hub_folder, "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    sentiment.main(flags + ["--epochs", "1"])
+    texts = ["服务很好，下次还来", "太差了"]
+    sentiment.main(flags + ["--predict", *texts])
+    printed = re.findall(r"^(\d\.\d{4})\t(.*)$", capsys.readouterr().out, flags=re.MULTILINE)
+    assert [text for _, text in printed] == texts
+    sentiment.main(flags + ["--export", str(tmp_path / "export")])
+    _, served = serve_standalone(tmp_path / "export", text=texts)["positive_probability"]
+    np.testing.assert_allclose(served, [float(probability) for probability, _ in printed], atol=2e-3)
+
+
 @pytest.mark.parametrize("script, write_data", [(relation_extraction, synthetic.write_relation),
                                                 (subject_extraction, synthetic.write_subject)])
 def test_the_span_scripts_train_an_epoch_from_a_hub_folder(tiny_hub_folder, tmp_path, capsys, script, write_data):
