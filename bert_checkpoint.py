@@ -399,9 +399,9 @@ def fetch_from_hub(hub_id):
     except Exception as error:  # huggingface_hub raises unrelated types: HTTP, connection, cache, bad id
         reason = " ".join(str(error).split()) or type(error).__name__
         raise CheckpointError(
-            "cannot get %s from the Hugging Face Hub (%s: %s). Either set HF_ENDPOINT to a mirror "
-            "(e.g. HF_ENDPOINT=https://hf-mirror.com) and run again, or download the model folder (config.json, "
-            "vocab.txt, model.safetensors or pytorch_model.bin) and pass its path as --bert-dir"
+            "no folder %s here, and getting it from the Hugging Face Hub failed (%s: %s). Either set HF_ENDPOINT "
+            "to a mirror (e.g. HF_ENDPOINT=https://hf-mirror.com) and run again, or download the model folder "
+            "(config.json, vocab.txt, model.safetensors or pytorch_model.bin) and pass its path as --bert-dir"
             % (hub_id, type(error).__name__, reason[:300]))
     return folder
 

@@ -227,7 +227,7 @@ def test_an_unknown_id_offline_exits_2_naming_the_id_and_the_two_ways_out(tmp_pa
     assert "Traceback" not in result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1
-    assert "cannot get no-such-org/no-such-bert from the Hugging Face Hub" in error[0]
+    assert "no folder no-such-org/no-such-bert here, and getting it from the Hugging Face Hub failed" in error[0]
     assert "HF_ENDPOINT" in error[0] and "pass its path as --bert-dir" in error[0]
 
 
