@@ -4,6 +4,7 @@ Exactness checks need a model without dropout: a copy of the tiny checkpoint who
 dropout 0 (the scripts take dropout from the checkpoint's config).
 """
 import json
+import math
 import os
 import shutil
 import socket
@@ -96,19 +97,37 @@ MIRRORED_RUN = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import fine_tuning
     import sentiment
+    train_step = fine_tuning.AccumulatingModel.train_step
+
+    def observed_train_step(self, data):
+        # What each replica really gets: a model built outside strategy.scope() trains on one device.
+        tf.print("train step:", self.distribute_strategy.num_replicas_in_sync,
+                 tf.distribute.get_replica_context().num_replicas_in_sync, tf.shape(data[1])[0])
+        return train_step(self, data)
+
+    fine_tuning.AccumulatingModel.train_step = observed_train_step
     sentiment.main(sys.argv[1:])
 """)
 
 
 def test_mirrored_over_two_devices_trains_as_one_device_does(tmp_path, no_dropout_checkpoint, data_dir):
+    train_size = len(sentiment.load_data(data_dir, seed=sentiment.SETTINGS["seed"])["train"])
     for strategy in ("one-device", "mirrored"):
         result = subprocess.run(
             [sys.executable, "-c", MIRRORED_RUN, "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
              "--output-dir", str(tmp_path / strategy), "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
              "--strategy", strategy], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
-    assert "mirrored strategy: 2 replicas" in result.stdout
+        steps = [tuple(map(int, line.split()[2:])) for line in result.stderr.split("\n")
+                 if line.startswith("train step:")]
+        replicas = 2 if strategy == "mirrored" else 1
+        # Each step on every replica, each replica a share of the batch of 16: all of the data, once.
+        assert {(model, context) for model, context, _ in steps} == {(replicas, replicas)}
+        assert len(steps) == replicas * math.ceil(train_size / 16)
+        assert max(batch for _, _, batch in steps) == 16 // replicas
+        assert sum(batch for _, _, batch in steps) == train_size
     assert_same_weights(str(tmp_path / "one-device" / "best_weights.h5"),
                         str(tmp_path / "mirrored" / "best_weights.h5"), atol=1e-4)
 
