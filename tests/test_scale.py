@@ -18,6 +18,7 @@ import pytest
 from tensorflow import keras
 
 import sentiment
+from fine_tuning import train
 from synthetic import sentiment_examples, write_sentiment
 from tokenizer import OurTokenizer, load_vocab
 
@@ -79,17 +80,40 @@ def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_
         np.testing.assert_allclose(accumulated, whole, atol=1e-5)
 
 
+@pytest.fixture
+def global_policy_restored(monkeypatch):
+    """--mixed-precision sets a process-wide Keras policy and attention call: undone after the test."""
+    from keras_self_attention import ScaledDotProductAttention
+
+    monkeypatch.setattr(ScaledDotProductAttention, "call", ScaledDotProductAttention.call)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.mark.parametrize("policy", ["bfloat16"])
-def test_mixed_precision_trains_with_float32_heads(tmp_path, no_dropout_checkpoint, data_dir, policy):
-    result = subprocess.run(
-        [sys.executable, "sentiment.py", "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
-         "--output-dir", str(tmp_path), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
-         "--mixed-precision", policy], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    losses = [float(line.split("loss ")[1].split(",")[0]) for line in result.stdout.split("\n") if line.startswith("epoch ")]
+def test_mixed_precision_computes_bert_in_16_bits_and_the_head_loss_and_weights_in_float32(
+        tmp_path, no_dropout_checkpoint, data_dir, policy, global_policy_restored, monkeypatch, capsys):
+    trained = []
+
+    def train_and_keep(model, batches, *args):
+        trained.append((model, batches))
+        return train(model, batches, *args)
+
+    monkeypatch.setattr(sentiment, "train", train_and_keep)
+    sentiment.main(["--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir, "--output-dir", str(tmp_path),
+                    "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--mixed-precision", policy])
+    (model, batches), = trained
+    bert = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    assert {layer.compute_dtype for layer in bert.layers if not isinstance(layer, keras.layers.InputLayer)} == {policy}
+    assert bert.output.dtype == policy
+    assert model.get_layer("positive_probability").compute_dtype == "float32" and model.output.dtype == "float32"
+    x, y = next(iter(batches.dataset()))
+    assert model.compute_loss(x, y, model(x, training=True)).dtype == "float32"
+
+    losses = [float(line.split("loss ")[1].split(",")[0])
+              for line in capsys.readouterr().out.split("\n") if line.startswith("epoch ")]
     assert len(losses) == 2 and np.isfinite(losses).all() and losses[1] < losses[0]
-    head = [array for array in weights_in(str(tmp_path / "best_weights.h5")) if array.shape == (128, 1)]
-    assert head and head[0].dtype == np.float32
+    assert {array.dtype for array in weights_in(str(tmp_path / "best_weights.h5"))} == {np.dtype(np.float32)}
 
 
 MIRRORED_RUN = textwrap.dedent("""
