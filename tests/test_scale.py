@@ -3,6 +3,8 @@
 Exactness checks need a model without dropout: a copy of the tiny checkpoint whose config says
 dropout 0 (the scripts take dropout from the checkpoint's config).
 """
+import argparse
+import importlib
 import json
 import math
 import os
@@ -15,10 +17,11 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
 from tensorflow import keras
 
 import sentiment
-from fine_tuning import train
+from fine_tuning import set_up_devices, train
 from synthetic import sentiment_examples, write_sentiment
 from tokenizer import OurTokenizer, load_vocab
 
@@ -114,6 +117,22 @@ def test_mixed_precision_computes_bert_in_16_bits_and_the_head_loss_and_weights_
               for line in capsys.readouterr().out.split("\n") if line.startswith("epoch ")]
     assert len(losses) == 2 and np.isfinite(losses).all() and losses[1] < losses[0]
     assert {array.dtype for array in weights_in(str(tmp_path / "best_weights.h5"))} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("script", ["relation_extraction", "subject_extraction"])
+def test_mixed_precision_keeps_every_head_output_and_loss_of_the_span_scripts_in_float32(
+        tiny_checkpoint, global_policy_restored, script):
+    module = importlib.import_module(script)
+    set_up_devices(argparse.Namespace(mixed_precision="bfloat16", strategy="one-device", batch_size=16))
+    # Both return the training model last: it holds the loss.
+    models = module.build_models(tiny_checkpoint, 3) if script == "relation_extraction" else module.build_model(
+        tiny_checkpoint)
+    bert = next(layer for layer in models[-1].layers if isinstance(layer, keras.Model))
+    assert bert.output.dtype == "bfloat16"
+    heads = [layer for model in models for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert heads and {layer.compute_dtype for layer in heads} == {"float32"}
+    assert {output.dtype for model in models for output in model.outputs} == {tf.float32}
+    assert models[-1].losses and {loss.dtype for loss in models[-1].losses} == {tf.float32}
 
 
 MIRRORED_RUN = textwrap.dedent("""
