@@ -22,6 +22,7 @@ from tensorflow import keras
 
 import sentiment
 from fine_tuning import set_up_devices, train
+import synthetic
 from synthetic import sentiment_examples, write_sentiment
 from tokenizer import OurTokenizer, load_vocab
 
@@ -61,7 +62,17 @@ def assert_same_weights(path_a, path_b, atol):
         np.testing.assert_allclose(x, y, atol=atol)
 
 
-def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_dropout_checkpoint):
+def record_batch_sizes(loss_denominator, path):
+    """loss_denominator that also appends the size of each batch it is given to `path`, from inside the graph."""
+
+    def recorded(x):
+        tf.print(tf.shape(tf.nest.flatten(x)[0])[0], output_stream="file://%s" % path)
+        return loss_denominator(x)
+
+    return recorded
+
+
+def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_dropout_checkpoint, tmp_path):
     from bert_checkpoint import BertCheckpoint
 
     checkpoint = BertCheckpoint(no_dropout_checkpoint)
@@ -73,10 +84,14 @@ def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_
     for accumulate in (1, 4):
         keras.utils.set_random_seed(0)
         model = sentiment.build_model(checkpoint, accumulate)
+        model.loss_denominator = record_batch_sizes(model.loss_denominator, tmp_path / "sizes")
         model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5))
         before = [w.copy() for w in model.get_weights()]
         model.train_on_batch(list(inputs), labels)
         updated.append([w - b for w, b in zip(model.get_weights(), before)])
+    # Read inside the step: the whole batch once (its share of the loss), then four micro-batches through the model;
+    # without them the update would be the same, only not in the memory of a quarter batch.
+    assert sorted(map(int, (tmp_path / "sizes").read_text().split())) == sorted([16] + [16 // 4] * 4)
     largest_update = max(np.abs(u).max() for u in updated[0])
     assert largest_update > 1e-2  # the step did move the weights
     for whole, accumulated in zip(*updated):
@@ -133,6 +148,39 @@ def test_mixed_precision_keeps_every_head_output_and_loss_of_the_span_scripts_in
     assert heads and {layer.compute_dtype for layer in heads} == {"float32"}
     assert {output.dtype for model in models for output in model.outputs} == {tf.float32}
     assert models[-1].losses and {loss.dtype for loss in models[-1].losses} == {tf.float32}
+
+
+SPEED_FLAGS = {  # --xla cannot go with --accumulate: two runs
+    "--accumulate 2 --bucket --mixed-precision bfloat16 --strategy mirrored":
+        dict(accumulate=2, bucket=True, bert_dtype="bfloat16", mirrored=True, xla=False),
+    "--xla": dict(accumulate=1, bucket=False, bert_dtype="float32", mirrored=False, xla=True),
+}
+
+
+class TrainingReached(Exception):
+    pass
+
+
+@pytest.mark.parametrize("flags", SPEED_FLAGS)
+@pytest.mark.parametrize("script", ["sentiment", "relation_extraction", "subject_extraction"])
+def test_every_script_hands_the_speed_flags_to_its_training_model_and_batches(
+        tiny_checkpoint, tmp_path, global_policy_restored, monkeypatch, script, flags):
+    module = importlib.import_module(script)
+    getattr(synthetic, "write_" + script.split("_")[0])(str(tmp_path), 40, seed=1)
+    reached = {}
+
+    def stop_at_training(model, batches, *args):  # what main built is all this test needs
+        bert = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        reached.update(accumulate=model.accumulate, bucket=batches.bucket, bert_dtype=bert.output.dtype.name,
+                       mirrored=isinstance(model.distribute_strategy, tf.distribute.MirroredStrategy),
+                       xla=model.jit_compile)
+        raise TrainingReached
+
+    monkeypatch.setattr(module, "train", stop_at_training)
+    with pytest.raises(TrainingReached):
+        module.main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(tmp_path),
+                     "--output-dir", str(tmp_path / "out")] + flags.split())
+    assert reached == SPEED_FLAGS[flags]
 
 
 MIRRORED_RUN = textwrap.dedent("""
