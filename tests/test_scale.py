@@ -183,11 +183,12 @@ def test_every_script_hands_the_speed_flags_to_its_training_model_and_batches(
     assert reached == SPEED_FLAGS[flags]
 
 
-MIRRORED_RUN = textwrap.dedent("""
+OBSERVED_RUN = textwrap.dedent("""
     import sys
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    if "mirrored" in sys.argv:  # two logical CPUs to mirror over
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import fine_tuning
     import sentiment
     train_step = fine_tuning.AccumulatingModel.train_step
@@ -203,22 +204,30 @@ MIRRORED_RUN = textwrap.dedent("""
 """)
 
 
+def observed_steps(output):
+    """(replicas of the model, replicas in the step, examples on this replica) of each step of each replica."""
+    return [tuple(map(int, line.split()[2:])) for line in output.split("\n") if line.startswith("train step:")]
+
+
+def train_size(data_dir):
+    return len(sentiment.load_data(data_dir, seed=sentiment.SETTINGS["seed"])["train"])
+
+
 def test_mirrored_over_two_devices_trains_as_one_device_does(tmp_path, no_dropout_checkpoint, data_dir):
-    train_size = len(sentiment.load_data(data_dir, seed=sentiment.SETTINGS["seed"])["train"])
+    examples = train_size(data_dir)
     for strategy in ("one-device", "mirrored"):
         result = subprocess.run(
-            [sys.executable, "-c", MIRRORED_RUN, "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
+            [sys.executable, "-c", OBSERVED_RUN, "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
              "--output-dir", str(tmp_path / strategy), "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
              "--strategy", strategy], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
-        steps = [tuple(map(int, line.split()[2:])) for line in result.stderr.split("\n")
-                 if line.startswith("train step:")]
+        steps = observed_steps(result.stderr)
         replicas = 2 if strategy == "mirrored" else 1
         # Each step on every replica, each replica a share of the batch of 16: all of the data, once.
         assert {(model, context) for model, context, _ in steps} == {(replicas, replicas)}
-        assert len(steps) == replicas * math.ceil(train_size / 16)
+        assert len(steps) == replicas * math.ceil(examples / 16)
         assert max(batch for _, _, batch in steps) == 16 // replicas
-        assert sum(batch for _, _, batch in steps) == train_size
+        assert sum(batch for _, _, batch in steps) == examples
     assert_same_weights(str(tmp_path / "one-device" / "best_weights.h5"),
                         str(tmp_path / "mirrored" / "best_weights.h5"), atol=1e-4)
 
@@ -240,7 +249,7 @@ def test_two_workers_on_localhost_finish_with_identical_weights(tmp_path, no_dro
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         log = open(tmp_path / ("worker%d.log" % index), "w")
         processes.append(subprocess.Popen(
-            [sys.executable, "sentiment.py", "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
+            [sys.executable, "-c", OBSERVED_RUN, "--bert-dir", no_dropout_checkpoint, "--data-dir", data_dir,
              "--output-dir", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
              "--strategy", "multi-worker"],
             cwd=PROJECT_DIR, env=dict(os.environ, TF_CONFIG=json.dumps(tf_config)),
@@ -254,5 +263,11 @@ def test_two_workers_on_localhost_finish_with_identical_weights(tmp_path, no_dro
     logs = [(tmp_path / ("worker%d.log" % index)).read_text() for index in range(2)]
     assert codes == [0, 0], logs
     assert all("multi-worker strategy: 2 replicas" in log for log in logs)
+    steps = [observed_steps(log) for log in logs]
+    # One replica per worker, each a share of every batch of 16: between them all of the data, once.
+    assert all({(model, context) for model, context, _ in worker} == {(2, 2)} for worker in steps)
+    assert [len(worker) for worker in steps] == [math.ceil(train_size(data_dir) / 16)] * 2
+    assert max(batch for worker in steps for _, _, batch in worker) == 16 // 2
+    assert sum(batch for worker in steps for _, _, batch in worker) == train_size(data_dir)
     assert_same_weights(str(tmp_path / "out" / "best_weights.h5"),
                         str(tmp_path / "out" / "worker-1" / "best_weights.h5"), atol=1e-6)
