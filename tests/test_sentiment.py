@@ -28,7 +28,8 @@ def synthetic_dir(tmp_path_factory):
 
 def test_reads_text_tab_label_lines_and_skips_a_header(tmp_path):
     path = tmp_path / "train.tsv"
-    path.write_text("text\tlabel\n好评\t1\n带\t制表符的差评\t0\n", encoding="utf-8")
+    # A header naming no known column: skipped since its label is not a number
+    path.write_text("内容\t标签\n好评\t1\n带\t制表符的差评\t0\n", encoding="utf-8")
     assert sentiment.read_tsv(str(path)) == [("好评", 1), ("带\t制表符的差评", 0)]
 
 
