@@ -35,12 +35,15 @@ def padding_share(lengths, batches):
     return 1 - sum(lengths[b].sum() for b in batches) / sum(lengths[b].max() * len(b) for b in batches)
 
 
-def test_bucketing_cuts_padding_to_a_few_percent():
+def test_bucketing_cuts_padding_to_a_few_percent_and_still_shuffles_the_batches():
     lengths = np.clip(np.random.default_rng(0).lognormal(4.2, 0.6, size=5000).astype(int), 5, 130)
     random_share = padding_share(lengths, epoch_batches(lengths, 32, 0, 0, bucket=False))
-    bucketed_share = padding_share(lengths, epoch_batches(lengths, 32, 0, 0, bucket=True))
+    bucketed = epoch_batches(lengths, 32, 0, 0, bucket=True)
     assert random_share > 0.3
-    assert bucketed_share < 0.05
+    assert padding_share(lengths, bucketed) < 0.05
+    # In shuffled order, not short to long: half the steps to a longer batch, not nearly all
+    longest = [lengths[batch].max() for batch in bucketed]
+    assert np.mean(np.diff(longest) >= 0) < 0.75
 
 
 @pytest.mark.parametrize("script", ["sentiment", "relation_extraction", "subject_extraction"])
