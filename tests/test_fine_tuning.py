@@ -145,7 +145,8 @@ class Written:
 
 @pytest.mark.parametrize("script, predict", [
     ("sentiment", ["好"]), ("relation_extraction", ["好"]), ("subject_extraction", ["公司", "好"])])
-def test_the_device_line_is_the_first_thing_every_script_prints(tiny_checkpoint, tmp_path, monkeypatch, script, predict):
+def test_the_device_line_is_the_first_thing_every_script_prints(
+        tiny_checkpoint, tmp_path, monkeypatch, script, predict):
     writes = []
     monkeypatch.setattr(sys, "stdout", Written("stdout", writes))
     monkeypatch.setattr(sys, "stderr", Written("stderr", writes))
@@ -154,7 +155,7 @@ def test_the_device_line_is_the_first_thing_every_script_prints(tiny_checkpoint,
                         ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path), "--predict"] + predict)
     assert exit_info.value.code == 2 and "no trained weights" in "".join(text for _, text in writes)
     # On stderr, before anything else: stdout stays --predict's data
-    assert writes[0][0] == "stderr" and writes[0][1].startswith("device: CPU, ")
+    assert writes[0][0] == "stderr" and writes[0][1].startswith("device: ")
     assert not any(text.startswith("device:") for stream, text in writes if stream == "stdout")
 
 

@@ -21,8 +21,8 @@ import tensorflow as tf
 from tensorflow import keras
 
 import sentiment
-from fine_tuning import set_up_devices, train
 import synthetic
+from fine_tuning import set_up_devices, train
 from synthetic import sentiment_examples, write_sentiment
 from tokenizer import OurTokenizer, load_vocab
 
@@ -89,8 +89,7 @@ def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_
         before = [w.copy() for w in model.get_weights()]
         model.train_on_batch(list(inputs), labels)
         updated.append([w - b for w, b in zip(model.get_weights(), before)])
-    # Read inside the step: the whole batch once (its share of the loss), then four micro-batches through the model;
-    # without them the update would be the same, only not in the memory of a quarter batch.
+    # Inside the step: the batch once (its loss share), then 4 micro-batches; one pass of 16 makes the same update
     assert sorted(map(int, (tmp_path / "sizes").read_text().split())) == sorted([16] + [16 // 4] * 4)
     largest_update = max(np.abs(u).max() for u in updated[0])
     assert largest_update > 1e-2  # the step did move the weights
@@ -158,7 +157,7 @@ SPEED_FLAGS = {  # --xla cannot go with --accumulate: two runs
 
 
 class TrainingReached(Exception):
-    pass
+    """Raised where a script's main would start training."""
 
 
 @pytest.mark.parametrize("flags", SPEED_FLAGS)
@@ -166,7 +165,7 @@ class TrainingReached(Exception):
 def test_every_script_hands_the_speed_flags_to_its_training_model_and_batches(
         tiny_checkpoint, tmp_path, global_policy_restored, monkeypatch, script, flags):
     module = importlib.import_module(script)
-    getattr(synthetic, "write_" + script.split("_")[0])(str(tmp_path), 40, seed=1)
+    synthetic.WRITERS[script.split("_")[0]](str(tmp_path), 40, seed=1)
     reached = {}
 
     def stop_at_training(model, batches, *args):  # what main built is all this test needs
@@ -263,11 +262,11 @@ def test_two_workers_on_localhost_finish_with_identical_weights(tmp_path, no_dro
     logs = [(tmp_path / ("worker%d.log" % index)).read_text() for index in range(2)]
     assert codes == [0, 0], logs
     assert all("multi-worker strategy: 2 replicas" in log for log in logs)
-    steps = [observed_steps(log) for log in logs]
+    steps, examples = [observed_steps(log) for log in logs], train_size(data_dir)
     # One replica per worker, each a share of every batch of 16: between them all of the data, once.
     assert all({(model, context) for model, context, _ in worker} == {(2, 2)} for worker in steps)
-    assert [len(worker) for worker in steps] == [math.ceil(train_size(data_dir) / 16)] * 2
+    assert [len(worker) for worker in steps] == [math.ceil(examples / 16)] * 2
     assert max(batch for worker in steps for _, _, batch in worker) == 16 // 2
-    assert sum(batch for worker in steps for _, _, batch in worker) == train_size(data_dir)
+    assert sum(batch for worker in steps for _, _, batch in worker) == examples
     assert_same_weights(str(tmp_path / "out" / "best_weights.h5"),
                         str(tmp_path / "out" / "worker-1" / "best_weights.h5"), atol=1e-6)
