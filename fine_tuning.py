@@ -95,7 +95,8 @@ def make_parser(doc, settings):
                         help="split each batch into N micro-batches and sum their gradients: the "
                         "memory of a batch N times smaller, the updates of the full one (default: 1)")
     parser.add_argument("--mixed-precision", choices=["float16", "bfloat16"],
-                        help="compute in 16 bits, keep weights and losses in float32 (GPUs; default: off)")
+                        help="train in 16 bits, keep weights and losses in float32 (GPUs; training only: --predict "
+                        "and --export compute in float32; default: off)")
     parser.add_argument("--xla", action="store_true",
                         help="compile training steps with XLA (recompiles for every new batch width)")
     parser.add_argument("--strategy", choices=["one-device", "mirrored", "multi-worker"], default="one-device",

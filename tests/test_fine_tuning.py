@@ -1,6 +1,7 @@
 """The shared plumbing: padding, bucketed batches, the warmup schedule, atomic weights, data files."""
 import importlib
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -34,12 +35,15 @@ def padding_share(lengths, batches):
     return 1 - sum(lengths[b].sum() for b in batches) / sum(lengths[b].max() * len(b) for b in batches)
 
 
-def test_bucketing_cuts_padding_to_a_few_percent():
+def test_bucketing_cuts_padding_to_a_few_percent_and_still_shuffles_the_batches():
     lengths = np.clip(np.random.default_rng(0).lognormal(4.2, 0.6, size=5000).astype(int), 5, 130)
     random_share = padding_share(lengths, epoch_batches(lengths, 32, 0, 0, bucket=False))
-    bucketed_share = padding_share(lengths, epoch_batches(lengths, 32, 0, 0, bucket=True))
+    bucketed = epoch_batches(lengths, 32, 0, 0, bucket=True)
     assert random_share > 0.3
-    assert bucketed_share < 0.05
+    assert padding_share(lengths, bucketed) < 0.05
+    # In shuffled order, not short to long: half the steps to a longer batch, not nearly all
+    longest = [lengths[batch].max() for batch in bucketed]
+    assert np.mean(np.diff(longest) >= 0) < 0.75
 
 
 @pytest.mark.parametrize("script", ["sentiment", "relation_extraction", "subject_extraction"])
@@ -124,12 +128,35 @@ def test_device_line_names_the_gpus_used_or_the_cpu_and_its_cores(monkeypatch):
     assert fine_tuning.describe_devices("mirrored").startswith("device: 2 GPUs: NVIDIA H100 80GB HBM3 (")
 
 
-def test_the_device_line_is_the_first_thing_every_script_prints(tiny_checkpoint, capsys):
-    parser = fine_tuning.make_parser("", dict(data_dir="data", output_dir="out", epochs=1, batch_size=2,
-                                              maxlen=8, lr=1e-3, seed=0))
-    fine_tuning.parse_flags(parser, ["--bert-dir", tiny_checkpoint.bert_dir], {})
-    captured = capsys.readouterr()
-    assert captured.err.startswith("device: CPU, ") and captured.out == ""  # stdout stays --predict's data
+class Written:
+    """A stream that records what is written to it, in order, with the other streams sharing `writes`."""
+
+    def __init__(self, name, writes):
+        self.name = name
+        self.writes = writes
+
+    def write(self, text):
+        self.writes.append((self.name, text))
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("script, predict", [
+    ("sentiment", ["好"]), ("relation_extraction", ["好"]), ("subject_extraction", ["公司", "好"])])
+def test_the_device_line_is_the_first_thing_every_script_prints(
+        tiny_checkpoint, tmp_path, monkeypatch, script, predict):
+    writes = []
+    monkeypatch.setattr(sys, "stdout", Written("stdout", writes))
+    monkeypatch.setattr(sys, "stderr", Written("stderr", writes))
+    with pytest.raises(SystemExit) as exit_info:  # no trained weights: the script stops after its first lines
+        fine_tuning.run(importlib.import_module(script).main,
+                        ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path), "--predict"] + predict)
+    assert exit_info.value.code == 2 and "no trained weights" in "".join(text for _, text in writes)
+    # On stderr, before anything else: stdout stays --predict's data
+    assert writes[0][0] == "stderr" and writes[0][1].startswith("device: ")
+    assert not any(text.startswith("device:") for stream, text in writes if stream == "stdout")
 
 
 class FakeBatches:

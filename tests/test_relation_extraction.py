@@ -300,9 +300,7 @@ def test_the_tiny_model_learns_triples_from_a_synthetic_set(tiny_checkpoint, tmp
     output = capsys.readouterr().out
     f1_per_epoch = [float(f1) for f1 in re.findall(r"epoch \d+: loss [\d.]+, dev f1 ([\d.]+)", output)]
     assert len(f1_per_epoch) == 3
-    # Exact triples are never right by chance: an untrained model scores 0, a learning one well above.
-    assert f1_per_epoch[0] < 0.05
-    assert max(f1_per_epoch) > 0.1
+    assert max(f1_per_epoch) > 0.1  # exact triples are never right by chance: any F1 this high is learned
     assert output.strip().splitlines()[-1] == "best dev f1: %.4f" % max(f1_per_epoch)
 
 
@@ -324,7 +322,8 @@ def test_training_writes_best_weights_that_predict_then_reads(tiny_checkpoint, t
     assert os.path.isfile(best_weights_path(str(output_dir)))
 
     predict_file = tmp_path / "test_data.json"
-    write_lines(predict_file, [{"text": "《晴天》是周杰伦演唱的歌曲"}, {"text": "王菲毕业于北京大学"}])
+    long_text = "王菲毕业于北京大学" * 70  # longer than BERT's 512 positions: cut to --maxlen, as in training
+    write_lines(predict_file, [{"text": "《晴天》是周杰伦演唱的歌曲"}, {"text": "王菲毕业于北京大学"}, {"text": long_text}])
     rex.main(flags + ["--predict", "《晴天》是周杰伦演唱的歌曲", "今天天气不错", "--predict-file", str(predict_file)])
     output = capsys.readouterr().out
     lines = output.splitlines()
@@ -332,7 +331,7 @@ def test_training_writes_best_weights_that_predict_then_reads(tiny_checkpoint, t
     written = output_dir / "test_data_pred.json"
     assert str(written) in output
     rows = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
-    assert [row["text"] for row in rows] == ["《晴天》是周杰伦演唱的歌曲", "王菲毕业于北京大学"]
+    assert [row["text"] for row in rows] == ["《晴天》是周杰伦演唱的歌曲", "王菲毕业于北京大学", long_text]
     assert all(isinstance(row["spo_list"], list) for row in rows)
 
 
@@ -373,6 +372,9 @@ def test_predictions_take_the_input_format_else_the_dev_file_format_else_the_sch
     assert rex.predictions_use_values(untyped_test, flags, str(plain_schemas))  # CMeIE: its dev file decides
     assert not rex.predictions_use_values([{"text": "t", "spo_list": [spo("七里香", "歌手", "周杰伦")]}],
                                           flags, str(plain_schemas))  # the input's own items first
+    flags.dev_file = None
+    assert rex.predictions_use_values([{"text": "t", "spo_list": [duie2_spo("七里香", "歌手", "周杰伦")]}],
+                                      flags, str(plain_schemas))  # first also over a plain schema file
 
 
 def test_predicting_without_trained_weights_says_to_train_first(tiny_checkpoint, tmp_path):

@@ -28,7 +28,8 @@ def synthetic_dir(tmp_path_factory):
 
 def test_reads_text_tab_label_lines_and_skips_a_header(tmp_path):
     path = tmp_path / "train.tsv"
-    path.write_text("text\tlabel\n好评\t1\n带\t制表符的差评\t0\n", encoding="utf-8")
+    # A header naming no known column: skipped since its label is not a number
+    path.write_text("内容\t标签\n好评\t1\n带\t制表符的差评\t0\n", encoding="utf-8")
     assert sentiment.read_tsv(str(path)) == [("好评", 1), ("带\t制表符的差评", 0)]
 
 
@@ -211,7 +212,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
     write_tsv(folder / "dev.tsv", sentiment.read_tsv(os.path.join(bundled, "dev.tsv"))[:50])
     flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(folder / "run"), "--lr", "1e-3"]
     sentiment.main(flags + ["--data-dir", str(folder), "--epochs", "1"])
-    sentiment.main(flags + ["--export", str(folder / "export"), "--mixed-precision", "bfloat16"])
+    sentiment.main(flags + ["--export", str(folder / "export")])
     return flags, folder / "export", [text for text, _ in sentiment.read_tsv(os.path.join(bundled, "dev.tsv"))[:200]]
 
 
@@ -219,7 +220,6 @@ def test_export_answers_raw_text_without_keras_bert_as_predict_does(exported, se
     flags, export_dir, texts = exported
     texts += ["", "  ", "Ｆｕｌｌ　ｗｉｄｔｈ ＯＫ😀", "好" * 300]
     outputs = serve_standalone(export_dir, text=texts)
-    # float32, also when exported with --mixed-precision
     assert outputs["positive_probability"][0] == "float32"
     predict_file = tmp_path / "texts.txt"
     predict_file.write_text("\n".join(texts[:-4]), encoding="utf-8")
