@@ -103,11 +103,10 @@ def parse_flags(parser, argv, tiny_bert_settings):
     """Parse the flags and find the checkpoint; the tiny one brings its demo settings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    check_flags(args)
     print(describe_devices(args.strategy), file=sys.stderr, flush=True)  # on stderr: --predict's stdout stays data
     if args.train_file and args.data_dir == parser.get_default("data_dir"):
         args.data_dir = os.path.dirname(os.path.abspath(args.train_file))  # never the bundled sample's other files
-    if min(args.epochs, args.batch_size, args.maxlen, args.accumulate) < 1:
-        raise UserError("--epochs, --batch-size, --maxlen and --accumulate must be at least 1")
     if args.xla and args.accumulate > 1:
         raise UserError("--xla cannot compile --accumulate's micro-batch loop (tf2xla conversion fails): "
                         "use one of the two")
@@ -120,6 +119,36 @@ def parse_flags(parser, argv, tiny_bert_settings):
         print_tiny_banner(demo_settings)
     keras.utils.set_random_seed(args.seed)
     return args, checkpoint
+
+
+# Each flag's possible values, by the flag's name in args; a script checks the flags it has.
+AT_LEAST_ONE = ("epochs", "batch_size", "maxlen", "accumulate")
+AT_LEAST_ZERO = ("min_lr", "seed", "max_span")  # 0 is a real choice: decay to 0, seed 0, --max-span 0 (no limit)
+PROBABILITIES = ("start_threshold", "end_threshold")
+FOLDERS = ("bert_dir", "data_dir", "output_dir", "export")
+FILES = ("train_file", "dev_file", "test_file", "predict_file", "schema_file")
+
+
+def check_flags(args):
+    """Refuse a flag value no run can use, before anything is loaded: one message naming the flag."""
+    for name, value in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if name in AT_LEAST_ONE and not value >= 1:
+            raise UserError("%s must be at least 1, got %s" % (flag, value))
+        if name == "lr" and not value > 0:  # `not >`: NaN is refused too
+            raise UserError("--lr must be above 0, got %g" % value)
+        if name in AT_LEAST_ZERO and not value >= 0:
+            raise UserError("%s cannot be negative, got %s" % (flag, value))
+        if name in PROBABILITIES and not 0 < value < 1:
+            raise UserError("%s is a probability: it must lie between 0 and 1, got %g" % (flag, value))
+        if name in FOLDERS and os.path.exists(value) and not os.path.isdir(value):
+            raise UserError("%s %s is a file, not a folder" % (flag, value))
+        if name in FILES and os.path.isdir(value):
+            raise UserError("%s %s is a folder, not a file" % (flag, value))
+        if name in FILES and not os.path.exists(value):
+            raise UserError("%s %s not found" % (flag, value))
 
 
 def describe_devices(strategy="one-device"):

@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
+import relation_extraction
 import sentiment
+import subject_extraction
 from fine_tuning import run
 from synthetic import write_sentiment
 
@@ -34,10 +36,53 @@ def script_command(tiny_checkpoint, data_dir, output_dir, *extra):
             "--output-dir", str(output_dir), "--lr", "1e-3", "--batch-size", "16", "--epochs", "3", *extra]
 
 
-def run_main(argv, capsys):
+def run_main(argv, capsys, script=sentiment):
     with pytest.raises(SystemExit) as exit_info:
-        run(sentiment.main, argv)
+        run(script.main, argv)
     return exit_info.value.code, capsys.readouterr().err
+
+
+# (script, flags, the error): every flag refuses values no run can use, alike in the three scripts.
+BAD_FLAGS = [
+    (sentiment, ["--lr", "0"], "--lr must be above 0, got 0"),
+    (sentiment, ["--lr", "-1"], "--lr must be above 0, got -1"),
+    (subject_extraction, ["--lr", "nan"], "--lr must be above 0, got nan"),
+    (sentiment, ["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (relation_extraction, ["--batch-size", "-2"], "--batch-size must be at least 1, got -2"),
+    (subject_extraction, ["--maxlen", "0"], "--maxlen must be at least 1, got 0"),
+    (sentiment, ["--accumulate", "0"], "--accumulate must be at least 1, got 0"),
+    (sentiment, ["--seed", "-1"], "--seed cannot be negative, got -1"),
+    (relation_extraction, ["--min-lr", "-0.001"], "--min-lr cannot be negative, got -0.001"),
+    (subject_extraction, ["--max-span", "-1"], "--max-span cannot be negative, got -1"),
+    (relation_extraction, ["--start-threshold", "1.5"],
+     "--start-threshold is a probability: it must lie between 0 and 1, got 1.5"),
+    (relation_extraction, ["--end-threshold", "0"],
+     "--end-threshold is a probability: it must lie between 0 and 1, got 0"),
+    (sentiment, ["--output-dir", "{file}"], "--output-dir {file} is a file, not a folder"),
+    (relation_extraction, ["--output-dir", "{file}"], "--output-dir {file} is a file, not a folder"),
+    (subject_extraction, ["--bert-dir", "{file}"], "--bert-dir {file} is a file, not a folder"),
+    (sentiment, ["--data-dir", "{file}"], "--data-dir {file} is a file, not a folder"),
+    (subject_extraction, ["--export", "{file}"], "--export {file} is a file, not a folder"),
+    (sentiment, ["--train-file", "{folder}"], "--train-file {folder} is a folder, not a file"),
+    (subject_extraction, ["--dev-file", "{missing}"], "--dev-file {missing} not found"),
+    (sentiment, ["--test-file", "{folder}"], "--test-file {folder} is a folder, not a file"),
+    (relation_extraction, ["--predict-file", "{missing}"], "--predict-file {missing} not found"),
+    (relation_extraction, ["--schema-file", "{folder}"], "--schema-file {folder} is a folder, not a file"),
+]
+
+
+@pytest.mark.parametrize("script, flags, message", BAD_FLAGS,
+                         ids=["%s %s" % (script.__name__, " ".join(flags)) for script, flags, _ in BAD_FLAGS])
+def test_a_flag_that_makes_no_sense_is_refused_with_one_line_before_anything_is_loaded(
+        script, flags, message, tmp_path, tiny_checkpoint, capsys):
+    paths = dict(file=tmp_path / "a_file", folder=tmp_path / "a_folder", missing=tmp_path / "missing.txt")
+    paths["file"].write_text("")
+    paths["folder"].mkdir()
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path / "out")]
+                           + [flag.format(**paths) for flag in flags], capsys, script)
+    assert status == 2
+    assert err.splitlines() == ["error: " + message.format(**paths)]  # not even the device line: nothing loaded
+    assert not (tmp_path / "out").exists()
 
 
 def test_incomplete_checkpoint_exits_2_with_one_line_naming_the_file(tmp_path, tiny_checkpoint, data_dir):
