@@ -26,6 +26,7 @@ from tensorflow.keras import backend as K  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner  # noqa: E402
+from output_lock import OutputDirBusy, release_output_dirs  # noqa: E402
 
 BEST_WEIGHTS_NAME = "best_weights.h5"  # not ".weights.h5": Keras 2.15 reads that suffix as its new format
 RESUME_DIR_NAME = "resume"
@@ -38,12 +39,15 @@ class UserError(Exception):
 
 
 def run(main, argv=None):
-    """Call `main(argv)`; turn a UserError or CheckpointError into one message and exit status 2."""
+    """Call `main(argv)`; turn a UserError, CheckpointError or OutputDirBusy into one message and exit
+    status 2; release the output folder however main ends."""
     try:
         main(argv)
-    except (UserError, CheckpointError) as error:
+    except (UserError, CheckpointError, OutputDirBusy) as error:
         print("error: %s" % error, file=sys.stderr)
         sys.exit(getattr(error, "exit_status", 2))
+    finally:
+        release_output_dirs()
 
 
 # ---------------------------------------------------------------------------------------------

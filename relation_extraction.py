@@ -45,6 +45,7 @@ from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, write_export  # noqa: E402
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
@@ -577,6 +578,7 @@ def main(argv=None):
             return predict(args, checkpoint, tokenizer, schemas, schema_path)
         return export(args, checkpoint, schemas)
 
+    lock_output_dir(args.output_dir)  # before anything is loaded: a second run on the folder stops at once
     paths = find_data_files(args.data_dir, {"train": args.train_file, "dev": args.dev_file, "schema": args.schema_file})
     schemas, data = load_data(paths, args.maxlen)
     predicate_ids = {predicate: i for i, predicate in enumerate(schemas)}

@@ -215,3 +215,43 @@ def test_sigint_stops_cleanly_and_resume_reaches_the_uninterrupted_result(tmp_pa
             for out in (resumed.stdout, uninterrupted.stdout)]
     assert best[0] == pytest.approx(best[1], abs=0.1)  # the same run, up to dropout's randomness
     assert min(best) > 0.7
+
+
+def test_a_second_run_on_a_busy_output_dir_stops_at_once_while_the_first_finishes_untouched(
+        tmp_path, tiny_checkpoint, data_dir, capsys):
+    output_dir = tmp_path / "out"
+    first = subprocess.Popen(script_command(tiny_checkpoint, data_dir, output_dir), cwd=PROJECT_DIR,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first_log = ""
+        for line in first.stdout:
+            first_log += line
+            if line.startswith("epoch 1: "):
+                first.send_signal(signal.SIGSTOP)  # held mid-run, however long the second takes to start
+                break
+        files_before = {name: os.stat(output_dir / name).st_mtime_ns for name in os.listdir(output_dir)}
+        second = subprocess.run(script_command(tiny_checkpoint, data_dir, output_dir), cwd=PROJECT_DIR,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "Traceback" not in second.stderr
+        assert [line for line in second.stderr.splitlines() if line.startswith("error")] == [
+            "error: %s is in use by a run of process %d (lock file %s): wait for it to end, or give another "
+            "--output-dir" % (output_dir, first.pid, output_dir / "run.lock")]
+        assert "train:" not in second.stdout  # stopped before reading the data
+        assert {name: os.stat(output_dir / name).st_mtime_ns for name in os.listdir(output_dir)} == files_before
+
+        # Reading the best weights so far needs no lock.
+        sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(output_dir), "--predict", "好"])
+        assert re.fullmatch(r"0\.\d{4}\t好\n", capsys.readouterr().out)
+        sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(output_dir),
+                        "--export", str(tmp_path / "export")])
+        assert (tmp_path / "export" / "saved_model.pb").is_file()
+
+        first.send_signal(signal.SIGCONT)
+        first_log += first.stdout.read()
+        assert first.wait(timeout=120) == 0, first_log
+    finally:
+        first.kill()
+    assert [int(n) for n in re.findall(r"^epoch (\d+): ", first_log, re.M)] == [1, 2, 3]
+    assert re.search(r"^best dev accuracy: ", first_log, re.M)
+    assert not (output_dir / "run.lock").exists()
