@@ -175,10 +175,14 @@ def describe_devices(strategy="one-device"):
 
 
 def set_up_devices(args):
-    """The tf.distribute strategy of --strategy, with the --mixed-precision policy in force.
+    """The tf.distribute strategy of --strategy, with the --mixed-precision policy in force and
+    dropout that --resume can continue exactly.
 
     Call it before building any model; build and compile the models in `strategy.scope()`.
     """
+    # Dropout from a tf.random.Generator per layer, whose state --resume restores; Keras' default
+    # stateful random ops keep theirs inside the kernels, out of reach of any checkpoint.
+    keras.backend.experimental.enable_tf_random_generator()
     if args.mixed_precision:
         ScaledDotProductAttention.call = attention_in_float32
         keras.mixed_precision.set_global_policy("mixed_" + args.mixed_precision)
@@ -612,9 +616,18 @@ class KeepBestWeights(keras.callbacks.Callback):
               % (epoch + 1, (logs or {}).get("loss", float("nan")), self.metric_name, score,
                  self.best, note, summary), flush=True)
         os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        generators = {name: generator.state.numpy().tolist()
+                      for name, generator in dropout_generators(self.model).items()}
         with open(self.state_path + ".partial", "w") as writer:
-            json.dump({"epochs_done": epoch + 1, "best": self.best}, writer)
+            json.dump({"epochs_done": epoch + 1, "best": self.best, "dropout_generators": generators}, writer)
         os.replace(self.state_path + ".partial", self.state_path)
+
+
+def dropout_generators(model):
+    """{layer name: its tf.random.Generator} of the model's dropout layers, which Keras leaves out of
+    its weights and checkpoints (so a resumed run would draw other masks than the uninterrupted one)."""
+    return {layer.name: layer._random_generator._generator for layer in model.submodules
+            if getattr(getattr(layer, "_random_generator", None), "_generator", None) is not None}
 
 
 def train(model, batches, evaluate, args, metric_name, script):
@@ -636,6 +649,8 @@ def train(model, batches, evaluate, args, metric_name, script):
         with open(state_path) as reader:
             state = json.load(reader)
         batches.epoch, best = state["epochs_done"], state["best"]
+        for name, generator in dropout_generators(model).items():
+            generator.reset(state["dropout_generators"][name])  # the masks of the uninterrupted run's next epoch
         print("resuming after epoch %d of %d, best dev %s so far %.4f"
               % (batches.epoch, args.epochs, metric_name, best))
     elif os.path.isdir(resume_dir):
