@@ -325,7 +325,8 @@ class TrainingBatches:
 
     `make_batch(indices)` returns one batch as (inputs, targets) or (inputs,) matching
     `signature`; its first input must be the token ids, from which real and padded tokens
-    are counted for the throughput report.
+    are counted for the throughput report. Random choices inside a batch take `rng`, which
+    each epoch seeds afresh from (seed, epoch): a resumed run draws what the uninterrupted one did.
     """
 
     def __init__(self, lengths, make_batch, signature, batch_size, seed, bucket=False):
@@ -336,6 +337,7 @@ class TrainingBatches:
         self.seed = seed
         self.bucket = bucket
         self.epoch = 0
+        self.rng = None  # each epoch's, from (seed, epoch)
         self.real_tokens = 0
         self.padded_tokens = 0
         self.batches_made = 0
@@ -345,6 +347,7 @@ class TrainingBatches:
 
     def _generate(self):
         batches = epoch_batches(self.lengths, self.batch_size, self.seed, self.epoch, self.bucket)
+        self.rng = np.random.default_rng([self.seed, self.epoch, 1])  # 1: a stream apart from the batch order's
         self.epoch += 1
         for indices in batches:
             batch = self.make_batch(indices)

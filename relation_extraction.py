@@ -584,10 +584,9 @@ def main(argv=None):
     predicate_ids = {predicate: i for i, predicate in enumerate(schemas)}
     # As in the blog, sentences without a triple are left out of training (there is no subject to draw).
     encoded = [encode_example(tokenizer, example, predicate_ids) for example in data["train"] if example["triples"]]
-    rng = np.random.default_rng(args.seed)
     batches = TrainingBatches(
         lengths=[len(example["token_ids"]) for example in encoded],
-        make_batch=lambda indices: make_batch(encoded, indices, len(schemas), rng),
+        make_batch=lambda indices: make_batch(encoded, indices, len(schemas), batches.rng),
         signature=batch_signature(len(schemas)), batch_size=args.batch_size, seed=args.seed, bucket=args.bucket)
     strategy = set_up_devices(args)
     with strategy.scope():
