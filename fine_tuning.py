@@ -28,6 +28,7 @@ from tensorflow.keras import backend as K  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner  # noqa: E402
+from output_lock import OutputDirBusy, release_output_dirs  # noqa: E402
 
 BEST_WEIGHTS_NAME = "best_weights.h5"  # not ".weights.h5": Keras 2.15 reads that suffix as its new format
 RESUME_DIR_NAME = "resume"
@@ -40,12 +41,15 @@ class UserError(Exception):
 
 
 def run(main, argv=None):
-    """Call `main(argv)`; turn a UserError or CheckpointError into one message and exit status 2."""
+    """Call `main(argv)`; turn a UserError, CheckpointError or OutputDirBusy into one message and exit
+    status 2; release the output folder however main ends."""
     try:
         main(argv)
-    except (UserError, CheckpointError) as error:
+    except (UserError, CheckpointError, OutputDirBusy) as error:
         print("error: %s" % error, file=sys.stderr)
         sys.exit(getattr(error, "exit_status", 2))
+    finally:
+        release_output_dirs()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,11 +113,10 @@ def parse_flags(parser, argv, tiny_bert_settings):
     """Parse the flags and find the checkpoint; the tiny one brings its demo settings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    check_flags(args)
     print(describe_devices(args.strategy), file=sys.stderr, flush=True)  # on stderr: --predict's stdout stays data
     if args.train_file and args.data_dir == parser.get_default("data_dir"):
         args.data_dir = os.path.dirname(os.path.abspath(args.train_file))  # never the bundled sample's other files
-    if min(args.epochs, args.batch_size, args.maxlen, args.accumulate) < 1:
-        raise UserError("--epochs, --batch-size, --maxlen and --accumulate must be at least 1")
     if args.xla and args.accumulate > 1:
         raise UserError("--xla cannot compile --accumulate's micro-batch loop (tf2xla conversion fails): "
                         "use one of the two")
@@ -127,6 +130,36 @@ def parse_flags(parser, argv, tiny_bert_settings):
         print_tiny_banner(demo_settings)
     keras.utils.set_random_seed(args.seed)
     return args, checkpoint
+
+
+# Each flag's possible values, by the flag's name in args; a script checks the flags it has.
+AT_LEAST_ONE = ("epochs", "batch_size", "maxlen", "accumulate")
+AT_LEAST_ZERO = ("min_lr", "seed", "max_span")  # 0 is a real choice: decay to 0, seed 0, --max-span 0 (no limit)
+PROBABILITIES = ("start_threshold", "end_threshold")
+FOLDERS = ("bert_dir", "data_dir", "output_dir", "export")
+FILES = ("train_file", "dev_file", "test_file", "predict_file", "schema_file")
+
+
+def check_flags(args):
+    """Refuse a flag value no run can use, before anything is loaded: one message naming the flag."""
+    for name, value in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if name in AT_LEAST_ONE and not value >= 1:
+            raise UserError("%s must be at least 1, got %s" % (flag, value))
+        if name == "lr" and not value > 0:  # `not >`: NaN is refused too
+            raise UserError("--lr must be above 0, got %g" % value)
+        if name in AT_LEAST_ZERO and not value >= 0:
+            raise UserError("%s cannot be negative, got %s" % (flag, value))
+        if name in PROBABILITIES and not 0 < value < 1:
+            raise UserError("%s is a probability: it must lie between 0 and 1, got %g" % (flag, value))
+        if name in FOLDERS and os.path.exists(value) and not os.path.isdir(value):
+            raise UserError("%s %s is a file, not a folder" % (flag, value))
+        if name in FILES and os.path.isdir(value):
+            raise UserError("%s %s is a folder, not a file" % (flag, value))
+        if name in FILES and not os.path.exists(value):
+            raise UserError("%s %s not found" % (flag, value))
 
 
 def describe_devices(strategy="one-device"):
@@ -149,10 +182,14 @@ def describe_devices(strategy="one-device"):
 
 
 def set_up_devices(args):
-    """The tf.distribute strategy of --strategy, with the --mixed-precision policy in force.
+    """The tf.distribute strategy of --strategy, with the --mixed-precision policy in force and
+    dropout that --resume can continue exactly.
 
     Call it before building any model; build and compile the models in `strategy.scope()`.
     """
+    # Dropout from a tf.random.Generator per layer, whose state --resume restores; Keras' default
+    # stateful random ops keep theirs inside the kernels, out of reach of any checkpoint.
+    keras.backend.experimental.enable_tf_random_generator()
     if args.mixed_precision:
         ScaledDotProductAttention.call = attention_in_float32
         keras.mixed_precision.set_global_policy("mixed_" + args.mixed_precision)
@@ -295,7 +332,8 @@ class TrainingBatches:
 
     `make_batch(indices)` returns one batch as (inputs, targets) or (inputs,) matching
     `signature`; its first input must be the token ids, from which real and padded tokens
-    are counted for the throughput report.
+    are counted for the throughput report. Random choices inside a batch take `rng`, which
+    each epoch seeds afresh from (seed, epoch): a resumed run draws what the uninterrupted one did.
     """
 
     def __init__(self, lengths, make_batch, signature, batch_size, seed, bucket=False):
@@ -306,6 +344,7 @@ class TrainingBatches:
         self.seed = seed
         self.bucket = bucket
         self.epoch = 0
+        self.rng = None  # each epoch's, from (seed, epoch)
         self.real_tokens = 0
         self.padded_tokens = 0
         self.batches_made = 0
@@ -315,6 +354,7 @@ class TrainingBatches:
 
     def _generate(self):
         batches = epoch_batches(self.lengths, self.batch_size, self.seed, self.epoch, self.bucket)
+        self.rng = np.random.default_rng([self.seed, self.epoch, 1])  # 1: a stream apart from the batch order's
         self.epoch += 1
         for indices in batches:
             batch = self.make_batch(indices)
@@ -586,9 +626,18 @@ class KeepBestWeights(keras.callbacks.Callback):
               % (epoch + 1, (logs or {}).get("loss", float("nan")), self.metric_name, score,
                  self.best, note, summary), flush=True)
         os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        generators = {name: generator.state.numpy().tolist()
+                      for name, generator in dropout_generators(self.model).items()}
         with open(self.state_path + ".partial", "w") as writer:
-            json.dump({"epochs_done": epoch + 1, "best": self.best}, writer)
+            json.dump({"epochs_done": epoch + 1, "best": self.best, "dropout_generators": generators}, writer)
         os.replace(self.state_path + ".partial", self.state_path)
+
+
+def dropout_generators(model):
+    """{layer name: its tf.random.Generator} of the model's dropout layers, which Keras leaves out of
+    its weights and checkpoints (so a resumed run would draw other masks than the uninterrupted one)."""
+    return {layer.name: layer._random_generator._generator for layer in model.submodules
+            if getattr(getattr(layer, "_random_generator", None), "_generator", None) is not None}
 
 
 def train(model, batches, evaluate, args, metric_name, script):
@@ -610,6 +659,8 @@ def train(model, batches, evaluate, args, metric_name, script):
         with open(state_path) as reader:
             state = json.load(reader)
         batches.epoch, best = state["epochs_done"], state["best"]
+        for name, generator in dropout_generators(model).items():
+            generator.reset(state["dropout_generators"][name])  # the masks of the uninterrupted run's next epoch
         print("resuming after epoch %d of %d, best dev %s so far %.4f"
               % (batches.epoch, args.epochs, metric_name, best))
     elif os.path.isdir(resume_dir):

@@ -47,6 +47,7 @@ from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, write_export  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -578,15 +579,15 @@ def main(argv=None):
             return predict(args, checkpoint, tokenizer, schemas, schema_path)
         return export(args, checkpoint, schemas)
 
+    lock_output_dir(args.output_dir)  # before anything is loaded: a second run on the folder stops at once
     paths = find_data_files(args.data_dir, {"train": args.train_file, "dev": args.dev_file, "schema": args.schema_file})
     schemas, data = load_data(paths, args.maxlen)
     predicate_ids = {predicate: i for i, predicate in enumerate(schemas)}
     # As in the blog, sentences without a triple are left out of training (there is no subject to draw).
     encoded = [encode_example(tokenizer, example, predicate_ids) for example in data["train"] if example["triples"]]
-    rng = np.random.default_rng(args.seed)
     batches = TrainingBatches(
         lengths=[len(example["token_ids"]) for example in encoded],
-        make_batch=lambda indices: make_batch(encoded, indices, len(schemas), rng),
+        make_batch=lambda indices: make_batch(encoded, indices, len(schemas), batches.rng),
         signature=batch_signature(len(schemas)), batch_size=args.batch_size, seed=args.seed, bucket=args.bucket)
     strategy = set_up_devices(args)
     with strategy.scope():

@@ -33,6 +33,7 @@ from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, prediction_batches,
     make_parser, pad, parse_flags, read_csv_rows, read_data_file, report_truncated, run, set_up_devices, train)
+from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, write_export  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -283,6 +284,7 @@ def main(argv=None):
     if args.export:
         return export(args, checkpoint)
 
+    lock_output_dir(args.output_dir)  # before anything is loaded: a second run on the folder stops at once
     data = load_data(args.data_dir, args.seed, args.train_file, args.dev_file, args.test_file)
     encoded = {name: encode_texts(tokenizer, [text for text, _ in examples], args.maxlen, name)
                for name, examples in data.items() if examples}

@@ -42,6 +42,7 @@ from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
     load_best_weights, make_parser, pad, parse_flags, read_csv_rows, report_truncated, run, set_up_devices,
     train)
+from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, write_export  # noqa: E402
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -360,6 +361,7 @@ def main(argv=None):
     if args.export:
         return export(args, checkpoint)
 
+    lock_output_dir(args.output_dir)  # before anything is loaded: a second run on the folder stops at once
     data = load_data(args.data_dir, args.dev_file, args.seed, args.train_file)
     encoded = {name: encode_questions(tokenizer, examples, args.maxlen, name)
                for name, examples in data.items() if examples}

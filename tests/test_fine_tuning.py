@@ -109,6 +109,26 @@ def test_training_batches_feed_keras_with_per_batch_padding():
     assert batches.real_tokens == sum(lengths)
 
 
+def test_random_draws_inside_batches_depend_on_seed_and_epoch_only_so_a_resumed_run_repeats_them():
+    def drawing_batches(epochs_done):
+        draws = []
+
+        def make_batch(indices):
+            draws.append(batches.rng.integers(1000, size=len(indices)).tolist())
+            return (pad([[1]] * len(indices)),), np.zeros((len(indices), 1), np.float32)
+
+        signature = ((tf.TensorSpec((None, None), tf.int64),), tf.TensorSpec((None, 1), tf.float32))
+        batches = fine_tuning.TrainingBatches([1] * 6, make_batch, signature, batch_size=2, seed=0)
+        batches.epoch = epochs_done  # as --resume sets it
+        for _ in range(3 - epochs_done):
+            list(batches.dataset())
+        return draws
+
+    uninterrupted = drawing_batches(0)
+    assert uninterrupted[:3] != uninterrupted[3:6]  # each epoch draws afresh
+    assert drawing_batches(1) == uninterrupted[3:]
+
+
 class FakeGpu:
     def __init__(self, name):
         self.name = name

@@ -8,14 +8,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow import keras
 
+import relation_extraction
 import sentiment
+import subject_extraction
 from fine_tuning import run
 from synthetic import write_sentiment
 
@@ -34,10 +35,53 @@ def script_command(tiny_checkpoint, data_dir, output_dir, *extra):
             "--output-dir", str(output_dir), "--lr", "1e-3", "--batch-size", "16", "--epochs", "3", *extra]
 
 
-def run_main(argv, capsys):
+def run_main(argv, capsys, script=sentiment):
     with pytest.raises(SystemExit) as exit_info:
-        run(sentiment.main, argv)
+        run(script.main, argv)
     return exit_info.value.code, capsys.readouterr().err
+
+
+# (script, flags, the error): every flag refuses values no run can use, alike in the three scripts.
+BAD_FLAGS = [
+    (sentiment, ["--lr", "0"], "--lr must be above 0, got 0"),
+    (sentiment, ["--lr", "-1"], "--lr must be above 0, got -1"),
+    (subject_extraction, ["--lr", "nan"], "--lr must be above 0, got nan"),
+    (sentiment, ["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (relation_extraction, ["--batch-size", "-2"], "--batch-size must be at least 1, got -2"),
+    (subject_extraction, ["--maxlen", "0"], "--maxlen must be at least 1, got 0"),
+    (sentiment, ["--accumulate", "0"], "--accumulate must be at least 1, got 0"),
+    (sentiment, ["--seed", "-1"], "--seed cannot be negative, got -1"),
+    (relation_extraction, ["--min-lr", "-0.001"], "--min-lr cannot be negative, got -0.001"),
+    (subject_extraction, ["--max-span", "-1"], "--max-span cannot be negative, got -1"),
+    (relation_extraction, ["--start-threshold", "1.5"],
+     "--start-threshold is a probability: it must lie between 0 and 1, got 1.5"),
+    (relation_extraction, ["--end-threshold", "0"],
+     "--end-threshold is a probability: it must lie between 0 and 1, got 0"),
+    (sentiment, ["--output-dir", "{file}"], "--output-dir {file} is a file, not a folder"),
+    (relation_extraction, ["--output-dir", "{file}"], "--output-dir {file} is a file, not a folder"),
+    (subject_extraction, ["--bert-dir", "{file}"], "--bert-dir {file} is a file, not a folder"),
+    (sentiment, ["--data-dir", "{file}"], "--data-dir {file} is a file, not a folder"),
+    (subject_extraction, ["--export", "{file}"], "--export {file} is a file, not a folder"),
+    (sentiment, ["--train-file", "{folder}"], "--train-file {folder} is a folder, not a file"),
+    (subject_extraction, ["--dev-file", "{missing}"], "--dev-file {missing} not found"),
+    (sentiment, ["--test-file", "{folder}"], "--test-file {folder} is a folder, not a file"),
+    (relation_extraction, ["--predict-file", "{missing}"], "--predict-file {missing} not found"),
+    (relation_extraction, ["--schema-file", "{folder}"], "--schema-file {folder} is a folder, not a file"),
+]
+
+
+@pytest.mark.parametrize("script, flags, message", BAD_FLAGS,
+                         ids=["%s %s" % (script.__name__, " ".join(flags)) for script, flags, _ in BAD_FLAGS])
+def test_a_flag_that_makes_no_sense_is_refused_with_one_line_before_anything_is_loaded(
+        script, flags, message, tmp_path, tiny_checkpoint, capsys):
+    paths = dict(file=tmp_path / "a_file", folder=tmp_path / "a_folder", missing=tmp_path / "missing.txt")
+    paths["file"].write_text("")
+    paths["folder"].mkdir()
+    status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path / "out")]
+                           + [flag.format(**paths) for flag in flags], capsys, script)
+    assert status == 2
+    assert err.splitlines() == ["error: " + message.format(**paths)]  # not even the device line: nothing loaded
+    assert not (tmp_path / "out").exists()
 
 
 def test_incomplete_checkpoint_exits_2_with_one_line_naming_the_file(tmp_path, tiny_checkpoint, data_dir):
@@ -125,48 +169,87 @@ def test_resume_without_an_interrupted_run_is_refused(tmp_path, tiny_checkpoint,
     assert status == 2 and "nothing to resume in %s" % tmp_path in err
 
 
-def wait_for_line(path, pattern, process, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        if os.path.exists(path) and re.search(pattern, open(path, encoding="utf-8").read(), re.M):
-            return True
-        time.sleep(0.2)
-    return False
+def epoch_lines(output):
+    """{epoch: "loss 0.xxxx, dev accuracy 0.xxxx"}: what an epoch's line reports, to the printed 4 decimals."""
+    return {int(epoch): result for epoch, result in re.findall(r"^epoch (\d+): (loss [\d.]+, dev accuracy [\d.]+)",
+                                                                output, re.M)}
 
 
-def test_sigint_stops_cleanly_and_resume_reaches_the_uninterrupted_result(tmp_path, tiny_checkpoint, data_dir):
-    interrupted_dir, log_path = tmp_path / "interrupted", tmp_path / "first.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(script_command(tiny_checkpoint, data_dir, interrupted_dir), cwd=PROJECT_DIR,
-                                   stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            assert wait_for_line(log_path, r"^epoch 1: ", process), open(log_path).read()
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=120) == 130, open(log_path).read()
-        finally:
-            process.kill()
-    first_log = open(log_path).read()
+def test_sigint_stops_cleanly_and_the_resumed_run_is_the_uninterrupted_run_to_4_decimals(
+        tmp_path, tiny_checkpoint, data_dir):
+    # The tiny BERT's default settings, dropout included; 9 steps an epoch, so the signal lands in epoch 2.
+    command = [sys.executable, "sentiment.py", "--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
+               "--lr", str(sentiment.TINY_BERT_SETTINGS["lr"]), "--epochs", str(sentiment.TINY_BERT_SETTINGS["epochs"])]
+    interrupted_dir = tmp_path / "interrupted"
+    process = subprocess.Popen(command + ["--output-dir", str(interrupted_dir)], cwd=PROJECT_DIR,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first_log = ""
+        for line in process.stdout:
+            first_log += line
+            if line.startswith("epoch 1: "):
+                process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130, first_log
+    finally:
+        process.kill()
     assert "stopped by SIGINT" in first_log and "--resume" in first_log
     assert "Traceback" not in first_log
     assert (interrupted_dir / "best_weights.h5").is_file()
     assert (interrupted_dir / "resume" / "state.json").is_file()
+    assert not (interrupted_dir / "run.lock").exists()
 
-    with pytest.raises(subprocess.CalledProcessError) as refused:  # a plain rerun must not discard the saved state
-        subprocess.run(script_command(tiny_checkpoint, data_dir, interrupted_dir), cwd=PROJECT_DIR,
-                       capture_output=True, text=True, check=True)
-    assert refused.value.returncode == 2 and "add --resume" in refused.value.stderr
+    rerun = subprocess.run(command + ["--output-dir", str(interrupted_dir)], cwd=PROJECT_DIR,
+                           capture_output=True, text=True)
+    assert rerun.returncode == 2 and "add --resume" in rerun.stderr  # a plain rerun must not discard the saved state
 
-    resumed = subprocess.run(script_command(tiny_checkpoint, data_dir, interrupted_dir, "--resume"),
+    resumed = subprocess.run(command + ["--output-dir", str(interrupted_dir), "--resume"],
                              cwd=PROJECT_DIR, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     done = int(re.search(r"resuming after epoch (\d+) of 3", resumed.stdout).group(1))
-    assert 1 <= done < 3
-    epochs_run = [int(n) for n in re.findall(r"^epoch (\d+): ", resumed.stdout, re.M)]
-    assert epochs_run == list(range(done + 1, 4))
-
-    uninterrupted = subprocess.run(script_command(tiny_checkpoint, data_dir, tmp_path / "straight"),
+    assert done == 1, first_log  # stopped in epoch 2
+    uninterrupted = subprocess.run(command + ["--output-dir", str(tmp_path / "straight")],
                                    cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
-    best = [float(re.search(r"best dev accuracy: ([\d.]+)", out).group(1))
-            for out in (resumed.stdout, uninterrupted.stdout)]
-    assert best[0] == pytest.approx(best[1], abs=0.1)  # the same run, up to dropout's randomness
-    assert min(best) > 0.7
+    assert sorted(epoch_lines(resumed.stdout)) == [2, 3]
+    assert epoch_lines(first_log) | epoch_lines(resumed.stdout) == epoch_lines(uninterrupted.stdout)
+    best = re.compile(r"^best dev accuracy: .*", re.M)
+    assert best.search(resumed.stdout).group() == best.search(uninterrupted.stdout).group()
+
+
+def test_a_second_run_on_a_busy_output_dir_stops_at_once_while_the_first_finishes_untouched(
+        tmp_path, tiny_checkpoint, data_dir, capsys):
+    output_dir = tmp_path / "out"
+    first = subprocess.Popen(script_command(tiny_checkpoint, data_dir, output_dir), cwd=PROJECT_DIR,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first_log = ""
+        for line in first.stdout:
+            first_log += line
+            if line.startswith("epoch 1: "):
+                first.send_signal(signal.SIGSTOP)  # held mid-run, however long the second takes to start
+                break
+        files_before = {name: os.stat(output_dir / name).st_mtime_ns for name in os.listdir(output_dir)}
+        second = subprocess.run(script_command(tiny_checkpoint, data_dir, output_dir), cwd=PROJECT_DIR,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "Traceback" not in second.stderr
+        assert [line for line in second.stderr.splitlines() if line.startswith("error")] == [
+            "error: %s is in use by a run of process %d (lock file %s): wait for it to end, or give another "
+            "--output-dir" % (output_dir, first.pid, output_dir / "run.lock")]
+        assert "train:" not in second.stdout  # stopped before reading the data
+        assert {name: os.stat(output_dir / name).st_mtime_ns for name in os.listdir(output_dir)} == files_before
+
+        # Reading the best weights so far needs no lock.
+        sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(output_dir), "--predict", "好"])
+        assert re.fullmatch(r"0\.\d{4}\t好\n", capsys.readouterr().out)
+        sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(output_dir),
+                        "--export", str(tmp_path / "export")])
+        assert (tmp_path / "export" / "saved_model.pb").is_file()
+
+        first.send_signal(signal.SIGCONT)
+        first_log += first.stdout.read()
+        assert first.wait(timeout=120) == 0, first_log
+    finally:
+        first.kill()
+    assert [int(n) for n in re.findall(r"^epoch (\d+): ", first_log, re.M)] == [1, 2, 3]
+    assert re.search(r"^best dev accuracy: ", first_log, re.M)
+    assert not (output_dir / "run.lock").exists()
