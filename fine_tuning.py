@@ -659,8 +659,13 @@ def train(model, batches, evaluate, args, metric_name, script):
         with open(state_path) as reader:
             state = json.load(reader)
         batches.epoch, best = state["epochs_done"], state["best"]
+        saved_generators = state.get("dropout_generators", {})
         for name, generator in dropout_generators(model).items():
-            generator.reset(state["dropout_generators"][name])  # the masks of the uninterrupted run's next epoch
+            if name in saved_generators:
+                generator.reset(saved_generators[name])  # the masks of the uninterrupted run's next epoch
+            else:  # a state saved by an earlier version of these scripts: resumable, but not exactly
+                print("note: %s has no state for dropout layer %s: the resumed run will not repeat the "
+                      "uninterrupted one exactly" % (state_path, name))
         print("resuming after epoch %d of %d, best dev %s so far %.4f"
               % (batches.epoch, args.epochs, metric_name, best))
     elif os.path.isdir(resume_dir):

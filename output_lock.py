@@ -25,6 +25,18 @@ def lock_name():
 
 
 def is_running(pid):
+    """Whether process `pid` exists."""
+    if sys.platform == "win32":  # there os.kill(pid, 0) would send Ctrl-C to the process, not ask about it
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists, under another user
+        exit_code = ctypes.c_ulong()
+        finished = kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code)) and exit_code.value != 259
+        kernel32.CloseHandle(handle)  # 259: STILL_ACTIVE
+        return not finished
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:

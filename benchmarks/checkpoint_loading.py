@@ -19,18 +19,19 @@ import time
 
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 PROJECT_DIR = os.path.dirname(BENCHMARKS_DIR)
-sys.path[:0] = [PROJECT_DIR, os.path.join(PROJECT_DIR, "tests"), BENCHMARKS_DIR]
-
-from bert_checkpoint import write_random_checkpoint_once  # noqa: E402
-from hub_layouts import hub_tensors_from_google, write_hub_folder  # noqa: E402
-from throughput import BERT_BASE_CONFIG, BERT_BASE_DIR  # noqa: E402
-
+BERT_BASE_DIR = os.path.join(PROJECT_DIR, ".cache", "random_bert_base")  # as throughput.py writes it
 LAYOUTS = {"Google TF1 checkpoint": BERT_BASE_DIR,
            "safetensors": BERT_BASE_DIR + "_safetensors",
            "pytorch_model.bin": BERT_BASE_DIR + "_bin"}
 
 
 def write_layouts():
+    """Run in a process of its own (--write-layouts): a child inherits its parent's peak memory at fork."""
+    sys.path[:0] = [PROJECT_DIR, os.path.join(PROJECT_DIR, "tests"), BENCHMARKS_DIR]
+    from bert_checkpoint import write_random_checkpoint_once
+    from hub_layouts import hub_tensors_from_google, write_hub_folder
+    from throughput import BERT_BASE_CONFIG
+
     write_random_checkpoint_once(BERT_BASE_DIR, BERT_BASE_CONFIG)
     tensors = None
     for layout, folder in LAYOUTS.items():
@@ -64,8 +65,11 @@ def first_step(bert_dir, data_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--write-layouts", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    write_layouts()
+    if args.write_layouts:
+        return write_layouts()
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--write-layouts"], check=True)
     with tempfile.TemporaryDirectory() as data_dir:
         for name in ("train.tsv", "dev.tsv"):
             with open(os.path.join(data_dir, name), "w", encoding="utf-8") as writer:
