@@ -1,8 +1,9 @@
 """Write one BERT's weights in each layout `--bert-dir` reads, for the tests and the loading benchmark.
 
 The Hugging Face layouts are written as `save_pretrained` writes them: config.json, vocab.txt and
-model.safetensors (or shards with their index) or pytorch_model.bin (torch's zip or legacy
-format: by torch when it is installed, else by `torch_pickles`, which writes the same bytes).
+model.safetensors or pytorch_model.bin, either maybe in shards with their index (a .bin in torch's
+zip or legacy format: by torch when it is installed, else by `torch_pickles`, which writes the
+same bytes).
 """
 import json
 import os
@@ -13,7 +14,7 @@ import numpy as np
 from bert_checkpoint import CHECKPOINT_NAME, google_variable_shapes, hub_names
 from tokenizer import DEFAULT_VOCAB_PATH
 
-HUB_LAYOUTS = ("safetensors", "sharded-safetensors", "bin", "bin-legacy")
+HUB_LAYOUTS = ("safetensors", "sharded-safetensors", "bin", "bin-legacy", "sharded-bin")
 
 
 def hub_tensors_from_google(bert_dir):
@@ -75,17 +76,24 @@ def write_hub_folder(folder, config, tensors, layout="safetensors", prefix="", l
         from safetensors.numpy import save_file
 
         save_file(named, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-    elif layout == "sharded-safetensors":
+    elif layout in ("sharded-safetensors", "sharded-bin"):
         from safetensors.numpy import save_file
 
+        from torch_pickles import save_state_dict
+
+        stem, extension = ("model", ".safetensors") if layout == "sharded-safetensors" else ("pytorch_model", ".bin")
         names = list(named)
-        shards = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
-                  "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+        shards = {"%s-00001-of-00002%s" % (stem, extension): names[:len(names) // 2],
+                  "%s-00002-of-00002%s" % (stem, extension): names[len(names) // 2:]}
         for shard, shard_names in shards.items():
-            save_file({name: named[name] for name in shard_names}, os.path.join(folder, shard), metadata={"format": "pt"})
+            tensors = {name: named[name] for name in shard_names}
+            if extension == ".safetensors":
+                save_file(tensors, os.path.join(folder, shard), metadata={"format": "pt"})
+            else:
+                save_state_dict(tensors, os.path.join(folder, shard))
         index = {"metadata": {"total_size": sum(value.nbytes for value in named.values())},
                  "weight_map": {name: shard for shard, shard_names in shards.items() for name in shard_names}}
-        with open(os.path.join(folder, "model.safetensors.index.json"), "w", encoding="utf-8") as writer:
+        with open(os.path.join(folder, stem + extension + ".index.json"), "w", encoding="utf-8") as writer:
             json.dump(index, writer, indent=2)
     elif layout in ("bin", "bin-legacy"):
         from torch_pickles import save_state_dict

@@ -42,7 +42,7 @@ def encoder_output(bert_dir, reference):
 # Each Hugging Face layout, with BertModel's names or BertForPreTraining's (`bert.`), LayerNorm as
 # weight/bias or as the gamma/beta of 2019 uploads.
 LAYOUTS = [("safetensors", "", "weight"), ("sharded-safetensors", "bert.", "weight"),
-           ("bin", "bert.", "gamma"), ("bin-legacy", "", "gamma")]
+           ("bin", "bert.", "gamma"), ("bin-legacy", "", "gamma"), ("sharded-bin", "", "weight")]
 
 
 @pytest.mark.parametrize("layout, prefix, layer_norm_names", LAYOUTS)
@@ -63,7 +63,7 @@ def test_the_same_weights_in_googles_layout_give_the_same_output(tmp_path, small
     np.testing.assert_allclose(encoder_output(folder, reference), reference["gelu_new"], atol=1e-4, rtol=0)
 
 
-def test_all_four_layouts_are_covered():
+def test_every_layout_is_covered():
     assert sorted(layout for layout, _, _ in LAYOUTS) == sorted(HUB_LAYOUTS)
 
 
