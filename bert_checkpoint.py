@@ -201,23 +201,31 @@ def google_variable_shapes(config):
     return shapes
 
 
-def write_google_checkpoint(bert_dir, config, vocab_path=DEFAULT_VOCAB_PATH, seed=0):
-    """Write a random BERT with Google's file layout and variable names (a TF1 `Saver`)."""
-    import tensorflow as tf
-
+def random_google_variables(config, seed=0):
+    """{Google variable name: float32 array} of a random BERT with this config, as Google initialises it."""
     rng = np.random.default_rng(seed)
     std = config["initializer_range"]
+    variables = {}
+    for name, shape in sorted(google_variable_shapes(config).items()):
+        if name.endswith("gamma"):
+            value = np.ones(shape)
+        elif name.endswith("bias") or name.endswith("beta"):
+            value = np.zeros(shape)
+        else:  # Google's truncated normal initializer, cut at two standard deviations
+            value = np.clip(rng.normal(0.0, std, shape), -2 * std, 2 * std)
+        variables[name] = value.astype(np.float32)
+    return variables
+
+
+def save_google_checkpoint(bert_dir, config, variables, vocab_path=DEFAULT_VOCAB_PATH):
+    """Write {Google variable name: array} with Google's file layout and names (a TF1 `Saver`)."""
+    import tensorflow as tf
+
     os.makedirs(bert_dir, exist_ok=True)
     graph = tf.Graph()
     with graph.as_default():
-        for name, shape in sorted(google_variable_shapes(config).items()):
-            if name.endswith("gamma"):
-                value = np.ones(shape)
-            elif name.endswith("bias") or name.endswith("beta"):
-                value = np.zeros(shape)
-            else:  # Google's truncated normal initializer, cut at two standard deviations
-                value = np.clip(rng.normal(0.0, std, shape), -2 * std, 2 * std)
-            tf.compat.v1.get_variable(name, initializer=value.astype(np.float32))
+        for name, value in sorted(variables.items()):
+            tf.compat.v1.get_variable(name, initializer=value)
         saver = tf.compat.v1.train.Saver()
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
@@ -225,6 +233,11 @@ def write_google_checkpoint(bert_dir, config, vocab_path=DEFAULT_VOCAB_PATH, see
     with open(os.path.join(bert_dir, "bert_config.json"), "w", encoding="utf-8") as writer:
         json.dump(config, writer, indent=2, sort_keys=True)
     shutil.copyfile(vocab_path, os.path.join(bert_dir, "vocab.txt"))
+
+
+def write_google_checkpoint(bert_dir, config, vocab_path=DEFAULT_VOCAB_PATH, seed=0):
+    """Write a random BERT with Google's file layout and variable names."""
+    save_google_checkpoint(bert_dir, config, random_google_variables(config, seed), vocab_path)
 
 
 def write_random_checkpoint_once(bert_dir, config):

@@ -11,7 +11,7 @@ import shutil
 
 import numpy as np
 
-from bert_checkpoint import CHECKPOINT_NAME, google_variable_shapes, hub_names
+from bert_checkpoint import CHECKPOINT_NAME, google_variable_shapes, hub_names, save_google_checkpoint
 from tokenizer import DEFAULT_VOCAB_PATH
 
 HUB_LAYOUTS = ("safetensors", "sharded-safetensors", "bin", "bin-legacy", "sharded-bin")
@@ -33,25 +33,13 @@ def hub_tensors_from_google(bert_dir):
 
 def write_google_folder(folder, config, tensors, vocab_path=DEFAULT_VOCAB_PATH):
     """The same weights as Google's zip has them: bert_config.json, vocab.txt, a TF1 checkpoint."""
-    import tensorflow as tf
-
-    os.makedirs(folder, exist_ok=True)
-    graph = tf.Graph()
-    with graph.as_default():
-        for google_name in sorted(google_variable_shapes(config)):
-            if google_name.startswith("cls/"):
-                continue
+    variables = {}
+    for google_name in google_variable_shapes(config):
+        if not google_name.startswith("cls/"):
             names, transposed = hub_names(google_name)
-            value = tensors[names[0]]
-            tf.compat.v1.get_variable(google_name, initializer=value.T if transposed else value)
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, os.path.join(folder, CHECKPOINT_NAME), write_meta_graph=False)
+            variables[google_name] = tensors[names[0]].T if transposed else tensors[names[0]]
     google_config = {key: value for key, value in config.items() if key not in ("architectures", "model_type")}
-    with open(os.path.join(folder, "bert_config.json"), "w", encoding="utf-8") as writer:
-        json.dump(google_config, writer, indent=2)
-    shutil.copyfile(vocab_path, os.path.join(folder, "vocab.txt"))
+    save_google_checkpoint(folder, google_config, variables, vocab_path)
     return folder
 
 
