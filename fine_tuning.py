@@ -617,14 +617,15 @@ class KeepBestWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         summary = self.progress.epoch_summary()
         score = self.evaluate()
+        score, other_metrics = score if isinstance(score, tuple) else (score, "")  # e.g. macro-F1 beside accuracy
         note = ""
         if score > self.best:
             self.best = score
             save_weights_atomically(self.model, self.path)
             note = ", saved"
-        print("epoch %d: loss %.4f, dev %s %.4f (best %.4f%s), %s"
+        print("epoch %d: loss %.4f, dev %s %.4f (best %.4f%s)%s, %s"
               % (epoch + 1, (logs or {}).get("loss", float("nan")), self.metric_name, score,
-                 self.best, note, summary), flush=True)
+                 self.best, note, ", " + other_metrics if other_metrics else "", summary), flush=True)
         os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
         generators = {name: generator.state.numpy().tolist()
                       for name, generator in dropout_generators(self.model).items()}
@@ -643,7 +644,8 @@ def dropout_generators(model):
 def train(model, batches, evaluate, args, metric_name, script):
     """`model.fit` for `args.epochs` with the shared callbacks; returns the best dev metric.
 
-    The model must be compiled. `evaluate()` returns the dev metric (higher is better).
+    The model must be compiled. `evaluate()` returns the dev metric (higher is better), or the
+    metric and a note of other metrics for the epoch line.
     Afterwards the model holds the best weights.
     """
     output_dir = args.output_dir

@@ -76,15 +76,34 @@ class InGraphTokenizer(tf.Module):
         code_points = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
         return code_points if maxlen is None else code_points[:, :maxlen]
 
+    def lookup(self, code_points):
+        """Ragged ids, one per code point: OurTokenizer's token for the character."""
+        return tf.ragged.map_flat_values(self.table.lookup, code_points)
+
     def token_ids(self, code_points):
         """Ragged [batch, 1 + characters + 1] ids: [CLS], one token per character, [SEP]."""
-        ids = tf.ragged.map_flat_values(self.table.lookup, code_points)
+        ids = self.lookup(code_points)
         batch = ids.nrows()
         return tf.concat([tf.fill([batch, 1], self.cls_id), ids, tf.fill([batch, 1], self.sep_id)], axis=1)
 
     def encode(self, texts, maxlen):
         """token_ids, segment_ids of each text cut to `maxlen` characters, padded to the longest of the batch."""
         return self.pad(self.token_ids(self.code_points(texts, maxlen)))
+
+    def encode_pair(self, texts, second_texts, maxlen):
+        """token_ids, segment_ids of `[CLS] a [SEP] b [SEP]`, the pair cut to `maxlen` characters as
+        tokenizer.pair_lengths cuts it (the longer text first), padded to the longest of the batch."""
+        first, second = self.code_points(texts), self.code_points(second_texts)
+        first_length, second_length = first.row_lengths(), second.row_lengths()
+        kept_first, kept_second = pair_lengths_in_graph(first_length, second_length, maxlen)
+        first = tf.ragged.boolean_mask(first, tf.ragged.range(first_length) < kept_first[:, None])
+        second = tf.ragged.boolean_mask(second, tf.ragged.range(second_length) < kept_second[:, None])
+        batch = first.nrows()
+        first_ids = tf.concat([tf.fill([batch, 1], self.cls_id), self.lookup(first), tf.fill([batch, 1], self.sep_id)], 1)
+        second_ids = tf.concat([self.lookup(second), tf.fill([batch, 1], self.sep_id)], axis=1)
+        token_ids = tf.concat([first_ids, second_ids], axis=1).to_tensor(0)
+        segment_ids = tf.concat([tf.zeros_like(first_ids), tf.ones_like(second_ids)], axis=1).to_tensor(0)
+        return token_ids, segment_ids
 
     @staticmethod
     def text(code_points):
@@ -98,6 +117,14 @@ class InGraphTokenizer(tf.Module):
         # No text at all: keep a width of 2 ([CLS], [SEP]), as keras-bert's attention fails on width 0.
         token_ids = tf.pad(token_ids, [[0, 0], [0, tf.maximum(0, 2 - tf.shape(token_ids)[1])]])
         return token_ids, tf.zeros_like(token_ids)
+
+
+def pair_lengths_in_graph(first_length, second_length, maxlen):
+    """tokenizer.pair_lengths in TensorFlow ops, for a batch of pairs."""
+    fits = first_length + second_length <= maxlen
+    kept_first = tf.minimum(first_length, tf.maximum(maxlen - second_length, (maxlen + 1) // 2))
+    kept_second = tf.minimum(second_length, tf.maximum(maxlen - first_length, maxlen // 2))
+    return tf.where(fits, first_length, kept_first), tf.where(fits, second_length, kept_second)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,3 +104,15 @@ class OurTokenizer(Tokenizer):
             if len(form) == 1 and form in self._token_dict:
                 return form
         return UNKNOWN_TOKEN
+
+
+def pair_lengths(first_length, second_length, maxlen):
+    """How many characters of each text of a pair to keep so that both fit in `maxlen`.
+
+    The longer text is cut first, one character at a time, the second on a tie: Google's
+    run_classifier `_truncate_seq_pair`, in closed form (serving.py computes the same in the graph).
+    """
+    if first_length + second_length <= maxlen:
+        return first_length, second_length
+    return (min(first_length, max(maxlen - second_length, (maxlen + 1) // 2)),
+            min(second_length, max(maxlen - first_length, maxlen // 2)))

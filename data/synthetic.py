@@ -233,7 +233,64 @@ def write_relation(out_dir, count, seed):
                                      ensure_ascii=False) + "\n" for subject_type, predicate, object_type in RELATION_SCHEMAS)
 
 
-WRITERS = {"sentiment": write_sentiment, "relation": write_relation, "subject": write_subject}
+# ---------------------------------------------------------------------------------------------
+# Classification beyond 0/1: news topics as CLUE's TNEWS JSON lines, and sentence pairs with
+# three labels as CLUE's CMNLI/OCNLI JSON lines (train.json, dev.json)
+# ---------------------------------------------------------------------------------------------
+
+# TNEWS' codes and descriptions for four of its topics; each topic has words of its own.
+TOPICS_BY_LABEL = {
+    ("102", "news_entertainment"): ["电影", "明星", "综艺", "歌手", "演唱会", "导演"],
+    ("103", "news_sports"): ["足球", "篮球", "比赛", "冠军", "球员", "进球"],
+    ("104", "news_finance"): ["股市", "银行", "利率", "基金", "投资", "涨停"],
+    ("107", "news_tech"): ["手机", "芯片", "软件", "机器人", "电脑", "网络"],
+}
+NEWS_FRAMES = ["{0}和{1}成了今天的热门话题", "记者报道，{0}的消息让{1}再次受到关注", "关于{0}，网友最关心的是{1}",
+               "{0}又有新动向，{1}怎么看", "为什么{0}总是离不开{1}？"]
+
+
+def topic_examples(count, seed=0):
+    """TNEWS-style rows {"label", "label_desc", "sentence"}: the topic is told by its words."""
+    rng = random.Random(seed)
+    topics = sorted(TOPICS_BY_LABEL)
+    rows = []
+    for _ in range(count):
+        label, description = rng.choice(topics)
+        first, second = rng.sample(TOPICS_BY_LABEL[(label, description)], 2)
+        rows.append({"label": label, "label_desc": description, "sentence": rng.choice(NEWS_FRAMES).format(first, second)})
+    return rows
+
+
+# The second sentence's cue word tells how it relates to the first, so a model must read both texts.
+PAIR_CUES = {"entailment": ["确实", "的确"], "neutral": ["可能", "也许"], "contradiction": ["没有", "从未"]}
+PAIR_PEOPLE = ["小明", "老王", "她的同事", "那位医生", "我的邻居", "这个学生"]
+PAIR_EVENTS = ["去过北京", "看过这部电影", "参加了比赛", "买了新车", "学过钢琴", "见过校长"]
+
+
+def pair_examples(count, seed=0):
+    """CMNLI-style rows {"sentence1", "sentence2", "label"} with entailment, neutral or contradiction."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(sorted(PAIR_CUES))
+        person, event = rng.choice(PAIR_PEOPLE), rng.choice(PAIR_EVENTS)
+        premise = "%s上个月%s，%s" % (person, event, rng.choice(["大家都知道", "他自己说的", "新闻里提到过"]))
+        hypothesis = "%s%s%s" % (rng.choice(PAIR_PEOPLE), rng.choice(PAIR_CUES[label]), rng.choice(PAIR_EVENTS))
+        rows.append({"sentence1": premise, "sentence2": hypothesis, "label": label})
+    return rows
+
+
+def json_lines_writer(make_rows):
+    def write(out_dir, count, seed):
+        dev, train = dev_and_train(make_rows(count, seed))
+        for name, rows in (("dev.json", dev), ("train.json", train)):
+            with open(os.path.join(out_dir, name), "w", encoding="utf-8") as writer:
+                writer.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return write
+
+
+WRITERS = {"sentiment": write_sentiment, "relation": write_relation, "subject": write_subject,
+           "topics": json_lines_writer(topic_examples), "pairs": json_lines_writer(pair_examples)}
 
 
 def main():
