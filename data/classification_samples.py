@@ -472,7 +472,7 @@ WRITERS = {  # folder: writer(out_dir, scale, rng)
 
 def write_all(out_root, scale=1, seed=2019, only=None):
     """Write every sample (or those named in `only`) under `out_root`, one folder each."""
-    for number, (folder, writer) in enumerate(sorted(WRITERS.items())):
+    for folder, writer in sorted(WRITERS.items()):
         if only and folder not in only:
             continue
         out_dir = os.path.join(out_root, folder)
