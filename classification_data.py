@@ -35,9 +35,10 @@ COLUMN_ROLES = ("text", "text_a", "text_b", "label", "id", "-")
 # The names under which publishers ship each split, in the order they are looked for in --data-dir.
 SPLIT_FILE_NAMES = {
     "train": ("train.tsv", "train.json", "train.txt", "train.csv", "train.50k.json", "translated_train.tsv",
-              "train_0.json"),
-    "dev": ("dev.tsv", "dev.json", "dev.txt", "dev.csv", "dev_2k.tsv", "dev_0.json", "val.txt"),
-    "test": ("test.tsv", "test.json", "test.txt", "test.csv", "test_2k.tsv", "test_public.json"),
+              "train_0.json", "cnews.train.txt"),
+    "dev": ("dev.tsv", "dev.json", "dev.txt", "dev.csv", "dev_2k.tsv", "dev_0.json", "cnews.val.txt"),
+    # FewCLUE's test_public.json is labelled, its test.json not: the labelled one first
+    "test": ("test.tsv", "test_public.json", "test.json", "test.txt", "test.csv", "test_2k.tsv", "cnews.test.txt"),
 }
 CLASS_NAMES_FILE = "class.txt"  # THUCNews subsets: the name of label i on line i + 1
 
@@ -71,15 +72,19 @@ def parse_columns(value):
 # Reading one file
 # ---------------------------------------------------------------------------------------------
 
-def read_examples(path, columns=None, require_label=True):
-    """[Example] of one file; the labels are None in a file without them (for prediction only)."""
+def read_examples(path, columns=None, require_label=True, text_pair=None):
+    """[Example] of one file; the labels are None in a file without them (for prediction only).
+
+    `text_pair`, where the training file has told it, reads a header-less two-column file as a
+    pair without labels (LCQMC's test.tsv) rather than as `text<TAB>label`.
+    """
     if path.lower().endswith((".json", ".jsonl")):
         if columns:
             raise UserError("--columns is for tab- or comma-separated files: the JSON lines of %s name their "
                             "fields" % path)
         examples = read_json_lines(path)
     else:
-        examples = read_table(path, columns)
+        examples = read_table(path, columns, text_pair)
     if not examples:
         raise UserError("%s holds no examples" % path)
     labelled = [example for example in examples if example.label is not None]
@@ -153,7 +158,7 @@ def header_roles(fields):
     return roles
 
 
-def read_table(path, columns=None):
+def read_table(path, columns=None, text_pair=None):
     """[Example] of a tab- or comma-separated file, by --columns, by its header, or as `text<TAB>label`."""
     rows = read_rows(path)
     if not rows:
@@ -161,40 +166,44 @@ def read_table(path, columns=None):
     header = header_roles(rows[0][1])
     if columns:
         roles, rows = columns, rows[1:] if header else rows
+        names = roles
     elif header:
+        names = [field.strip() for field in rows[0][1]]
         if "text_a" not in header:
             raise UserError("%s line %d: expected a text column named %s in the header, found %s"
-                            % (path, rows[0][0], ", ".join(FIRST_TEXT_COLUMNS), ", ".join(rows[0][1])))
+                            % (path, rows[0][0], ", ".join(FIRST_TEXT_COLUMNS), ", ".join(names)))
         roles, rows = header, rows[1:]
     else:
-        roles, rows = headerless_roles(path, rows)
-    return [table_example(path, line_number, fields, roles) for line_number, fields in rows]
+        roles, rows = headerless_roles(path, rows, text_pair)
+        names = roles
+    return [table_example(path, line_number, fields, roles, names) for line_number, fields in rows]
 
 
-def headerless_roles(path, rows):
+def headerless_roles(path, rows, text_pair=None):
     """`text_a, text_b, label` when every row has three fields, else `text, label`; a first line whose
-    label is found nowhere else is a header (内容<TAB>标签) and is skipped."""
+    label is not a number over integer labels is a header (内容<TAB>标签) and is skipped. Two fields of a
+    pair: no label."""
+    if text_pair and all(len(fields) == 2 for _, fields in rows):
+        return ["text_a", "text_b"], rows
     if all(len(fields) == 3 for _, fields in rows) and not path.lower().endswith(".csv"):
         roles = ["text_a", "text_b", "label"]
     else:
         roles = ["text_a", "label"]
-    first_label = rows[0][1][-1].strip()
-    if len(rows) > 1 and all(fields[-1].strip() != first_label for _, fields in rows[1:]):
-        rows = rows[1:]
+    if not rows[0][1][-1].strip().isdigit() and all(fields[-1].strip().isdigit() for _, fields in rows[1:]):
+        rows = rows[1:]  # a header over integer labels
     return roles, rows
 
 
-def table_example(path, line_number, fields, roles):
-    """One row as an Example; a single text column takes any extra tab-separated fields (tabs in the text)."""
-    separator, shown = (",", ",") if path.lower().endswith(".csv") else ("\t", "<TAB>")
+def table_example(path, line_number, fields, roles, names):
+    """One row as an Example; in a tab-separated file a single text column takes any extra fields (tabs in the text)."""
     extra = len(fields) - len(roles)
-    if extra > 0 and "text_b" not in roles:
+    if extra > 0 and "text_b" not in roles and not path.lower().endswith(".csv"):
         text_column = roles.index("text_a")
-        fields = fields[:text_column] + [separator.join(fields[text_column:text_column + extra + 1])] \
+        fields = fields[:text_column] + ["\t".join(fields[text_column:text_column + extra + 1])] \
             + fields[text_column + extra + 1:]
     if len(fields) != len(roles):
         raise UserError("%s line %d: expected %d columns (%s), found %d"
-                        % (path, line_number, len(roles), shown.join(roles), len(fields)))
+                        % (path, line_number, len(roles), ", ".join(names), len(fields)))
     value = dict(zip(roles, fields))
     texts = (value["text_a"],) + ((value["text_b"],) if "text_b" in value else ())
     label = value["label"].strip() if "label" in value else None
@@ -239,7 +248,7 @@ class Labels:
         if len(examples) >= 20 and len(values) > len(examples) // 2:
             raise UserError("%s: %d different labels in %d examples (line %d: %r): is the label in another column? "
                             "Name the columns in order with --columns, e.g. --columns label,text"
-                            % (path, len(values), len(examples), examples[0].line, examples[0].label))
+                            % (path, len(values), len(examples), examples[0].line, shortened(examples[0].label)))
         names = {example.label: example.description for example in examples if example.description}
         names.update(class_names or {})
         return cls(values, names, text_pair=len(examples[0].texts) == 2)
@@ -275,6 +284,10 @@ class Labels:
         return (self.values, self.text_pair) == (other.values, other.text_pair)
 
 
+def shortened(text, length=30):
+    return text if len(text) <= length else text[:length] + "..."
+
+
 def label_order(value):
     """Integers by value (2 before 10), and before any other label, which sorts as text."""
     return (0, int(value), "") if value.lstrip("-").isdigit() else (1, 0, value)
@@ -294,7 +307,8 @@ def read_texts_to_classify(path, columns=None, text_pair=False):
     columns (labels, if any, are ignored); any other file line by line (a pair: text_a<TAB>text_b)."""
     width = 2 if text_pair else 1
     if path.lower().endswith((".json", ".jsonl")) or columns or header_roles(read_rows(path)[0][1]):
-        examples = [example._replace(label=None) for example in read_examples(path, columns, require_label=False)]
+        examples = [example._replace(label=None)
+                    for example in read_examples(path, columns, require_label=False, text_pair=text_pair)]
     else:
         examples = [Example(tuple(line.strip().split("\t")) if text_pair else (line.strip(),), None, None, number, None)
                     for number, line in enumerate(read_data_file(path).split("\n"), 1) if line.strip()]

@@ -106,7 +106,7 @@ def load_data(data_dir, seed, train_file=None, dev_file=None, test_file=None, co
     labels = Labels.of_training_set(data["train"], train_path, read_class_names(data_dir))
     dev_path = dev_file or find_split_file(data_dir, "dev")
     if dev_path:
-        data["dev"] = read_examples(dev_path, columns)
+        data["dev"] = read_examples(dev_path, columns, text_pair=labels.text_pair)
         labels.check(data["dev"], dev_path)
     else:
         order = np.random.default_rng(seed).permutation(len(data["train"]))
@@ -114,7 +114,7 @@ def load_data(data_dir, seed, train_file=None, dev_file=None, test_file=None, co
         data["dev"] = [example for i, example in enumerate(data["train"]) if i in held_out]
         data["train"] = [example for i, example in enumerate(data["train"]) if i not in held_out]
     test_path = test_file or find_split_file(data_dir, "test")
-    data["test"] = read_examples(test_path, columns, require_label=False) if test_path else None
+    data["test"] = read_examples(test_path, columns, require_label=False, text_pair=labels.text_pair) if test_path else None
     if data["test"] and data["test"][0].label is None:
         print("%s has no labels: no test accuracy; predict its texts with --predict-file %s" % (test_path, test_path))
         data["test"] = None

@@ -5,7 +5,7 @@ probabilities out, in one process, alternating, after `--warmup` untimed calls o
 
     export     tf.saved_model.load(--export).signatures["serving_default"](text=...): the
                tokenizer, the model and the answer all in the graph
-    --predict  sentiment.py's own path: OurTokenizer in Python, then predict_probabilities
+    --predict  sentiment.py's own path: OurTokenizer in Python, then label_probabilities
                on the Keras model with the best weights of --output-dir
 
 Printed: the median and spread of `--rounds` timed calls of each, and the largest difference
@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import sentiment  # noqa: E402
+from classification_data import read_examples  # noqa: E402
 from bert_checkpoint import find_checkpoint  # noqa: E402
 from fine_tuning import load_best_weights, run  # noqa: E402
 from serving import folder_megabytes  # noqa: E402
@@ -45,8 +46,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=20, help="default: %(default)s")
     args = parser.parse_args(argv)
 
-    dev = sentiment.read_tsv(os.path.join(sentiment.SETTINGS["data_dir"], "dev.tsv"))
-    texts = [text for text, _ in dev[:args.batch_size]]
+    dev = read_examples(os.path.join(sentiment.SETTINGS["data_dir"], "dev.tsv"))
+    texts = [example.texts[0] for example in dev[:args.batch_size]]
     serve = tf.saved_model.load(args.export).signatures["serving_default"]
     checkpoint = find_checkpoint(args.bert_dir)
     tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
@@ -58,7 +59,7 @@ def main(argv=None):
 
     def predict_path():
         encoded = sentiment.encode_texts(tokenizer, texts, args.maxlen, "--predict")
-        return sentiment.predict_probabilities(model, encoded, args.batch_size)
+        return sentiment.label_probabilities(model, encoded, args.batch_size)[:, 1]
 
     seconds = {exported: [], predict_path: []}
     for round_ in range(args.warmup + args.rounds):

@@ -53,7 +53,8 @@ from tensorflow import keras  # noqa: E402
 
 from bert_checkpoint import PROJECT_DIR, TINY_BERT_CONFIG, find_checkpoint, write_random_checkpoint_once  # noqa: E402
 from fine_tuning import TrainingBatches, UserError, check_sequence_length, epoch_batches, run, set_up_devices  # noqa: E402
-from sentiment import BATCH_SIGNATURE, SETTINGS, build_model, encode_texts, load_data, make_batch  # noqa: E402
+from sentiment import (  # noqa: E402
+    BLOG_LABELS, SETTINGS, batch_signature, build_model, encode_texts, label_targets, load_data, make_batch)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
@@ -184,10 +185,10 @@ def measure(args):
     settings = variant_settings(args.variant, args.accumulate)
     checkpoint = find_checkpoint(args.bert_dir)
     check_sequence_length(args.maxlen + 2 + 7, checkpoint)  # + [CLS], [SEP] and rounding up to 8
-    examples = load_data(args.data_dir, args.seed)["train"]
-    encoded = encode_texts(OurTokenizer(load_vocab(checkpoint.vocab_path)), [text for text, _ in examples],
+    examples = load_data(args.data_dir, args.seed)[0]["train"]
+    encoded = encode_texts(OurTokenizer(load_vocab(checkpoint.vocab_path)), [example.texts for example in examples],
                            args.maxlen, "train.tsv")
-    labels = [label for _, label in examples]
+    targets = label_targets(BLOG_LABELS, [example.label for example in examples])
     lengths = [len(token_ids) for token_ids, _ in encoded]
     total_steps = args.warmup_steps + args.steps
 
@@ -196,12 +197,12 @@ def measure(args):
     strategy = set_up_devices(argparse.Namespace(mixed_precision=precision if settings["mixed"] else None,
                                                  strategy="one-device"))
     with strategy.scope():
-        model = build_model(checkpoint, settings["accumulate"])
+        model = build_model(checkpoint, accumulate=settings["accumulate"])
         model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(LR), metrics=["accuracy"],
                       jit_compile=settings["xla"])
 
     def batch_of(indices):
-        return widened(make_batch(encoded, labels, indices), settings["width_multiple"])
+        return widened(make_batch(encoded, targets, indices), settings["width_multiple"])
 
     if settings["pipeline"] == "generator":
         def blog_generator():  # the blog's data_generator.__iter__: forever, a new shuffle each epoch
@@ -212,7 +213,7 @@ def measure(args):
                 epoch += 1
         data = blog_generator()
     else:
-        data = TrainingBatches(lengths, batch_of, BATCH_SIGNATURE, args.batch_size, args.seed,
+        data = TrainingBatches(lengths, batch_of, batch_signature(BLOG_LABELS), args.batch_size, args.seed,
                                bucket=settings["bucket"]).dataset().repeat()
 
     timer = StepTimer()

@@ -29,10 +29,12 @@ def test_widths_round_up_to_the_multiple():
 
 def test_bucketing_keeps_padding_of_the_bundled_reviews_under_five_percent():
     import sentiment
+    from classification_data import read_examples
     from tokenizer import OurTokenizer, load_vocab
 
-    examples = sentiment.read_tsv(os.path.join(sentiment.SETTINGS["data_dir"], "train.tsv"))
-    encoded = sentiment.encode_texts(OurTokenizer(load_vocab()), [text for text, _ in examples], 100, "train.tsv")
+    examples = read_examples(os.path.join(sentiment.SETTINGS["data_dir"], "train.tsv"))
+    encoded = sentiment.encode_texts(OurTokenizer(load_vocab()), [example.texts for example in examples], 100,
+                                     "train.tsv")
     lengths = [len(token_ids) for token_ids, _ in encoded]
     for bucket, bound in ((False, lambda share: share > 0.3), (True, lambda share: share < 0.05)):
         real, padded, _ = zip(*throughput.token_counts(throughput.step_batches(lengths, 32, 42, bucket, 94), lengths, 1))

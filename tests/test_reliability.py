@@ -18,7 +18,7 @@ import relation_extraction
 import sentiment
 import subject_extraction
 from fine_tuning import run
-from synthetic import write_sentiment
+from synthetic import WRITERS, write_sentiment
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,13 +170,23 @@ def test_resume_without_an_interrupted_run_is_refused(tmp_path, tiny_checkpoint,
 
 
 def epoch_lines(output):
-    """{epoch: "loss 0.xxxx, dev accuracy 0.xxxx"}: what an epoch's line reports, to the printed 4 decimals."""
-    return {int(epoch): result for epoch, result in re.findall(r"^epoch (\d+): (loss [\d.]+, dev accuracy [\d.]+)",
-                                                                output, re.M)}
+    """{epoch: "loss 0.xxxx, dev accuracy 0.xxxx[, macro-F1 0.xxxx]"}: what an epoch's line reports, to the
+    printed 4 decimals."""
+    return {int(epoch): loss + accuracy + macro_f1 for epoch, loss, accuracy, macro_f1 in re.findall(
+        r"^epoch (\d+): (loss [\d.]+), (dev accuracy [\d.]+) \(.*?\)(, macro-F1 [\d.]+)?", output, re.M)}
 
 
+@pytest.fixture(scope="module")
+def topics_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("topics")
+    WRITERS["topics"](str(folder), 300, seed=2)
+    return folder
+
+
+@pytest.mark.parametrize("labels", ["0/1 labels", "4 labels"])
 def test_sigint_stops_cleanly_and_the_resumed_run_is_the_uninterrupted_run_to_4_decimals(
-        tmp_path, tiny_checkpoint, data_dir):
+        tmp_path, tiny_checkpoint, labels, request):
+    data_dir = request.getfixturevalue("data_dir" if labels == "0/1 labels" else "topics_dir")
     # The tiny BERT's default settings, dropout included; 9 steps an epoch, so the signal lands in epoch 2.
     command = [sys.executable, "sentiment.py", "--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(data_dir),
                "--lr", str(sentiment.TINY_BERT_SETTINGS["lr"]), "--epochs", str(sentiment.TINY_BERT_SETTINGS["epochs"])]

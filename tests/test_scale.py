@@ -79,11 +79,12 @@ def test_accumulating_four_micro_batches_makes_the_update_of_the_whole_batch(no_
     tokenizer = OurTokenizer(load_vocab(checkpoint.vocab_path))
     examples = sentiment_examples(16, seed=5)
     encoded = sentiment.encode_texts(tokenizer, [text for text, _ in examples], 100, "test")
-    inputs, labels = sentiment.make_batch(encoded, [label for _, label in examples], np.arange(16))
+    targets = sentiment.label_targets(sentiment.BLOG_LABELS, [str(label) for _, label in examples])
+    inputs, labels = sentiment.make_batch(encoded, targets, np.arange(16))
     updated = []
     for accumulate in (1, 4):
         keras.utils.set_random_seed(0)
-        model = sentiment.build_model(checkpoint, accumulate)
+        model = sentiment.build_model(checkpoint, accumulate=accumulate)
         model.loss_denominator = record_batch_sizes(model.loss_denominator, tmp_path / "sizes")
         model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5))
         before = [w.copy() for w in model.get_weights()]
@@ -209,7 +210,7 @@ def observed_steps(output):
 
 
 def train_size(data_dir):
-    return len(sentiment.load_data(data_dir, seed=sentiment.SETTINGS["seed"])["train"])
+    return len(sentiment.load_data(data_dir, seed=sentiment.SETTINGS["seed"])[0]["train"])
 
 
 def test_mirrored_over_two_devices_trains_as_one_device_does(tmp_path, no_dropout_checkpoint, data_dir):

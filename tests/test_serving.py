@@ -39,6 +39,21 @@ def test_in_graph_tokenizer_cuts_to_maxlen_characters_as_the_scripts_do(in_graph
     assert in_graph_ids(in_graph, texts, maxlen=3) == [tokenizer.encode(first=text[:3])[0] for text in texts]
 
 
+def test_in_graph_pairs_are_encoded_and_cut_as_the_scripts_encode_them(in_graph, tokenizer, vocab):
+    import sentiment
+
+    texts = TRICKY_TEXTS + MORE_TEXTS + random_texts(vocab, seed=3)
+    pairs = list(zip(texts, reversed(texts))) + [("长" * 9, "短"), ("短", "长" * 9), ("", ""), ("等长", "等长")]
+    for maxlen in (5, 8, 64):
+        token_ids, segment_ids = in_graph.encode_pair(tf.constant([a for a, _ in pairs]),
+                                                      tf.constant([b for _, b in pairs]), maxlen)
+        expected = sentiment.encode_texts(tokenizer, pairs, maxlen, "test")
+        for row, (ids, segments) in enumerate(expected):
+            width = len(ids)
+            assert token_ids[row].numpy().tolist() == ids + [0] * (token_ids.shape[1] - width)
+            assert segment_ids[row, :width].numpy().tolist() == segments
+
+
 def test_invalid_utf8_becomes_the_replacement_character(in_graph, tokenizer):
     assert in_graph_ids(in_graph, [b"ok\xff"]) == [tokenizer.encode(first="ok\ufffd")[0]]
 

@@ -150,3 +150,23 @@ def test_only_start_up_noise_is_held_back_real_errors_are_passed_on(line, is_noi
     from tokenizer import START_UP_NOISE
 
     assert bool(START_UP_NOISE.match(line)) == is_noise
+
+
+def google_truncate_seq_pair(first_length, second_length, maxlen):
+    """Google's run_classifier `_truncate_seq_pair`, on lengths: cut the longer text, the second on a tie."""
+    while first_length + second_length > maxlen:
+        if first_length > second_length:
+            first_length -= 1
+        else:
+            second_length -= 1
+    return first_length, second_length
+
+
+def test_a_pair_is_cut_as_googles_run_classifier_cuts_it_longer_text_first():
+    from tokenizer import pair_lengths
+
+    for first_length in range(0, 25):
+        for second_length in range(0, 25):
+            for maxlen in range(1, 30):
+                assert pair_lengths(first_length, second_length, maxlen) == google_truncate_seq_pair(
+                    first_length, second_length, maxlen), (first_length, second_length, maxlen)
