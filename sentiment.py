@@ -114,7 +114,9 @@ def load_data(data_dir, seed, train_file=None, dev_file=None, test_file=None, co
         data["dev"] = [example for i, example in enumerate(data["train"]) if i in held_out]
         data["train"] = [example for i, example in enumerate(data["train"]) if i not in held_out]
     test_path = test_file or find_split_file(data_dir, "test")
-    data["test"] = read_examples(test_path, columns, require_label=False, text_pair=labels.text_pair) if test_path else None
+    data["test"] = None
+    if test_path:
+        data["test"] = read_examples(test_path, columns, require_label=False, text_pair=labels.text_pair)
     if data["test"] and data["test"][0].label is None:
         print("%s has no labels: no test accuracy; predict its texts with --predict-file %s" % (test_path, test_path))
         data["test"] = None

@@ -99,8 +99,9 @@ class InGraphTokenizer(tf.Module):
         first = tf.ragged.boolean_mask(first, tf.ragged.range(first_length) < kept_first[:, None])
         second = tf.ragged.boolean_mask(second, tf.ragged.range(second_length) < kept_second[:, None])
         batch = first.nrows()
-        first_ids = tf.concat([tf.fill([batch, 1], self.cls_id), self.lookup(first), tf.fill([batch, 1], self.sep_id)], 1)
-        second_ids = tf.concat([self.lookup(second), tf.fill([batch, 1], self.sep_id)], axis=1)
+        cls, sep = tf.fill([batch, 1], self.cls_id), tf.fill([batch, 1], self.sep_id)
+        first_ids = tf.concat([cls, self.lookup(first), sep], axis=1)
+        second_ids = tf.concat([self.lookup(second), sep], axis=1)
         token_ids = tf.concat([first_ids, second_ids], axis=1).to_tensor(0)
         segment_ids = tf.concat([tf.zeros_like(first_ids), tf.ones_like(second_ids)], axis=1).to_tensor(0)
         return token_ids, segment_ids

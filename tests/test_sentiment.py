@@ -267,7 +267,8 @@ def test_the_dev_report_and_errors_are_those_of_the_best_weights(topics_run):
     names = ["news_entertainment", "news_sports", "news_finance", "news_tech"]
     table = {row.split()[0]: row.split()[1:] for row in report.split("\naccuracy")[0].splitlines()[1:]}
     assert sorted(table) == sorted(names)
-    matrix = np.array([[int(count) for count in row.split()[1:]] for row in report.split("predicted")[1].splitlines()[1:]])
+    matrix = np.array([[int(count) for count in row.split()[1:]]
+                       for row in report.split("predicted")[1].splitlines()[1:]])
     assert matrix.shape == (4, 4) and matrix.sum() == 40
     assert np.trace(matrix) / 40 == pytest.approx(best_of(lines))
     supports = [int(table[name][3]) for name in names]
@@ -313,7 +314,7 @@ def test_a_pair_task_is_learnt_from_its_second_sentence_and_predicted_two_texts_
 def test_resume_with_other_labels_than_the_interrupted_run_is_refused(tiny_checkpoint, tmp_path):
     Labels(["0", "1", "2"]).save(str(tmp_path / "labels.json"))
     write_tsv(tmp_path / "train.tsv", [("评论%d" % i, i % 2) for i in range(20)])
-    with pytest.raises(UserError, match="labels.json holds other labels than .*: resume with the data of the interrupted"):
+    with pytest.raises(UserError, match="labels.json holds other labels than .*: resume with the data of the"):
         sentiment.main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(tmp_path),
                         "--output-dir", str(tmp_path), "--resume"])
 
