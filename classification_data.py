@@ -189,7 +189,8 @@ def headerless_roles(path, rows, text_pair=None):
         roles = ["text_a", "text_b", "label"]
     else:
         roles = ["text_a", "label"]
-    if not rows[0][1][-1].strip().isdigit() and all(fields[-1].strip().isdigit() for _, fields in rows[1:]):
+    labels_below = [fields[-1].strip() for _, fields in rows[1:]]
+    if labels_below and not rows[0][1][-1].strip().isdigit() and all(label.isdigit() for label in labels_below):
         rows = rows[1:]  # a header over integer labels
     return roles, rows
 

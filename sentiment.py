@@ -141,7 +141,6 @@ def describe_labels(examples, labels):
                                                         100.0 * counts[common] / len(examples))
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Batches: one token per character, each batch padded to its own longest sequence
 # ---------------------------------------------------------------------------------------------
@@ -154,10 +153,10 @@ def encode_texts(tokenizer, texts, maxlen, source):
     """
     encoded, cut = [], 0
     for text in texts:
-        if isinstance(text, str) or len(text) == 1:
-            text = text if isinstance(text, str) else text[0]
-            encoded.append(tokenizer.encode(first=text[:maxlen]))
-            cut += len(text) > maxlen
+        text = (text,) if isinstance(text, str) else text
+        if len(text) == 1:
+            encoded.append(tokenizer.encode(first=text[0][:maxlen]))
+            cut += len(text[0]) > maxlen
         else:
             first, second = text
             kept_first, kept_second = pair_lengths(len(first), len(second), maxlen)

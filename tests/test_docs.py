@@ -1,6 +1,6 @@
 """Every relative link and #anchor in the user-facing Markdown resolves, by GitHub's rules.
 
-Checked files: README.md, benchmarks/README.md and docs/*.md. A link's file must exist in the
+Checked files: README.md, benchmarks/README.md, data/README.md and docs/*.md. A link's file must exist in the
 repository; its #anchor must be a heading of the target Markdown file (or of the file itself),
 slugged as GitHub does: markup dropped, lower case, punctuation other than `-` and `_` removed,
 each space a `-`, and a repeated heading suffixed `-1`, `-2`, ... Links inside code are not links.
@@ -12,7 +12,7 @@ import re
 import pytest
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKED = ["README.md", "benchmarks/README.md"] + sorted(
+CHECKED = ["README.md", "benchmarks/README.md", "data/README.md"] + sorted(
     os.path.relpath(path, PROJECT_DIR) for path in glob.glob(os.path.join(PROJECT_DIR, "docs", "*.md")))
 
 FENCE = re.compile(r"^\s*(```|~~~)")

@@ -280,6 +280,19 @@ def test_the_dev_report_and_errors_are_those_of_the_best_weights(topics_run):
         assert gold != predicted and dev[int(line) - 1]["sentence"] == text
 
 
+def test_confusion_matrix_rows_are_gold_labels_and_per_label_scores_follow_from_it():
+    matrix = sentiment.confusion_matrix([0, 0, 0, 1, 1, 2], [0, 1, 1, 1, 1, 0], 3)
+    assert matrix.tolist() == [[1, 2, 0], [0, 2, 0], [1, 0, 0]]
+    precision, recall, f1, support = sentiment.per_label_scores(matrix)
+    assert np.allclose(precision, [1 / 2, 2 / 4, 0]) and np.allclose(recall, [1 / 3, 1, 0])
+    assert np.allclose(f1, [0.4, 2 / 3, 0]) and support.tolist() == [3, 2, 1]
+    assert sentiment.macro_f1(matrix) == pytest.approx((0.4 + 2 / 3) / 3)
+    report = sentiment.classification_report(matrix, Labels(["a", "b", "c"], {"c": "名字"}))
+    assert [row.split() for row in report.split("in the order above):\n")[1].splitlines()] == [
+        ["a", "1", "2", "0"], ["b", "0", "2", "0"], ["名字", "1", "0", "0"]]
+    assert "accuracy 0.5000, macro-F1 0.3556, 6 examples" in report
+
+
 def test_predict_prints_label_names_and_writes_clue_submissions_as_training_scored_them(topics_run, tmp_path, capsys):
     flags, lines, dev = topics_run
     test_file = tmp_path / "test.json"
