@@ -326,7 +326,10 @@ def is_index_tuple(value):
 
 def printable(value, limit=PRINTED_TEXT_LIMIT):
     """`value` fit for one line of an error message: a string with its non-printable characters
-    (terminal escapes, newlines) escaped and cut to `limit`; anything else by its type's name."""
+    (terminal escapes, newlines) escaped and cut to `limit`; None, a bool, a float or a 64-bit int
+    as Python writes it; anything else by its type's name (its repr could be any length)."""
+    if value is None or type(value) in (bool, float) or (type(value) is int and value.bit_length() <= 64):
+        return repr(value)
     if not isinstance(value, str):
         return "a value of type " + type(value).__name__
     text = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
