@@ -147,8 +147,8 @@ class HubCheckpoint(BertCheckpoint):
         for shard in shards:
             check_shard_name(shard, self.weights_path)
             if not os.path.isfile(os.path.join(self.bert_dir, shard)):
-                raise CheckpointError("%s names the shard %s, which is missing from BERT folder %s"
-                                      % (os.path.basename(self.weights_path), shard, self.bert_dir))
+                raise CheckpointError("%s names the shard %s, which is missing from its folder"
+                                      % (self.weights_path, printable(shard)))
         return [os.path.join(self.bert_dir, shard) for shard in shards]
 
     @contextlib.contextmanager
