@@ -286,7 +286,7 @@ def arrays_from_state_dict(state_dict, storages, path):
             raise UnsafeCheckpointError(
                 f"{path}: not a state dict of tensors: '{printable(name)}' holds a {type(tensor).__name__}")
         arrays[name] = array_from_tensor(tensor, storages, path, name)
-        if not np.shares_memory(arrays[name], storages[tensor.storage.key]):
+        if not np.may_share_memory(arrays[name], storages[tensor.storage.key]):
             copy_budget -= arrays[name].nbytes
             if copy_budget < 0:
                 raise UnsafeCheckpointError(f"{path}: its tensors view the same storages over and over: copying "

@@ -81,6 +81,12 @@ def colliding_int_keys(count):
     return b"\x80\x02}(" + pairs + b"u."
 
 
+def ordered_dict_of_colliding_int_keys(count):
+    """OrderedDict([(key, None), ...]) called with the pairs: no SETITEM to check, the same quadratic insertion."""
+    pairs = b"".join(pickle_long(i * (2**61 - 1)) + b"N\x86" + (b"e(" if i % 1000 == 999 else b"") for i in range(count))
+    return b"\x80\x02" + pickle_global("collections", "OrderedDict") + b"](" + pairs + b"e\x85R."
+
+
 def many_views_of_one_storage(count):
     """`count` transposed views of one 512 x 512 storage: each comes back as its own 1 MiB copy."""
     tensor = pickle_tensor("FloatStorage", "0", 512 * 512, 0, (512, 512), (1, 512), legacy=False)
@@ -173,6 +179,8 @@ def write_attack(name, path):
         return write_zip(path, doubling_tuple_key(24), {})
     if name == "300,000 hash-colliding integer keys":
         return write_zip(path, colliding_int_keys(300_000), {})
+    if name == "an OrderedDict of 250,000 colliding keys, by its arguments":
+        return write_zip(path, ordered_dict_of_colliding_int_keys(250_000), {})
     if name == "a storage key with terminal escapes":
         return write_zip(path, state_dict_of(6, 0, (6,), (1,), storage_key=ESCAPE + "0"), {})
     raise ValueError(name)
@@ -200,6 +208,7 @@ BIN_ATTACKS = {
     "an entry of unknown method 99": "archive/data.pkl is compressed (method 99)",
     "a non-string key with a 100 MB repr": "refusing its pickle: a dictionary key that is not a string",
     "300,000 hash-colliding integer keys": "refusing its pickle: a dictionary key that is not a string",
+    "an OrderedDict of 250,000 colliding keys, by its arguments": "its OrderedDict is built from arguments",
     "a storage key with terminal escapes": r"storage \x1b[2J\x1b[31m0 is missing from the archive",
 }
 
