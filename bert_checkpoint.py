@@ -62,6 +62,9 @@ NUMPY_SAFETENSORS_DTYPES = ("F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8"
 MAX_CONFIG_BYTES = 2**20  # a real config.json is about 1 KB
 MAX_INDEX_BYTES = 64 * 2**20  # a shard index is about 100 bytes a tensor
 MAX_VOCAB_BYTES = 64 * 2**20  # Google's Chinese vocab.txt is 110 KB
+# Weights files may hold the declared model in float64 at most (float32 is 4 bytes a parameter),
+# so that reading them takes memory in proportion to the model the config declares.
+MAX_WEIGHTS_BYTES_PER_PARAMETER = 8
 
 # The real checkpoint's config with small sizes: hidden 128, 2 layers, 2 heads.
 TINY_BERT_CONFIG = {
@@ -345,6 +348,7 @@ def check_hub_checkpoint(checkpoint):
             checkpoint.bert_dir, ", ".join(name for name, _ in HUB_WEIGHTS_FILES),
             " (its tf_model.h5 is not read: use the safetensors or .bin of the same model)"
             if os.path.isfile(os.path.join(checkpoint.bert_dir, "tf_model.h5")) else ""))
+    check_weights_size(checkpoint.weights_files(), config, checkpoint.config_path)
     with checkpoint.open_tensors() as (shapes, _, files):
         hub_tensor_names(config, shapes, files, checkpoint)
 
@@ -424,6 +428,16 @@ def check_shard_name(shard, index_path):
     if shard in (".", "..") or any(char in shard for char in "/\\:\0") or not shard.endswith(extension):
         raise CheckpointError("%s names the shard %s: expected a plain %s file name in the same folder"
                               % (index_path, printable(shard), extension))
+
+
+def check_weights_size(paths, config, config_path):
+    """Refuse weights files larger than the model the config declares, before a byte of them is read."""
+    parameters = sum(int(np.prod(shape)) for shape in google_variable_shapes(config).values())
+    size = sum(os.path.getsize(path) for path in paths)
+    if size > MAX_WEIGHTS_BYTES_PER_PARAMETER * parameters + 2**20:  # + torch's and safetensors' headers
+        raise CheckpointError("%s hold%s %d bytes, more than %d bytes for each of the %d parameters %s declares"
+                              % (", ".join(paths), "s" if len(paths) == 1 else "", size,
+                                 MAX_WEIGHTS_BYTES_PER_PARAMETER, parameters, config_path))
 
 
 def check_safetensors_dtype(dtype, name, path):

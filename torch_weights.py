@@ -216,7 +216,7 @@ def archive_prefix(archive, path):
 def has_legacy_magic_number(file, path):
     try:
         unpickler = next_unpickler(file, path)
-    except UnsafeCheckpointError:  # not a pickle torch writes: whatever the first bytes are, not torch's legacy format
+    except UnsafeCheckpointError:  # not a pickle torch writes, so not its legacy format
         return False
     try:
         return unpickler.load() == LEGACY_MAGIC_NUMBER
@@ -233,7 +233,8 @@ def read_legacy_format(file, path):
     unpickler = next_unpickler(file, path)
     state_dict = unpickle(unpickler)
     storage_keys = unpickle(next_unpickler(file, path))
-    if not (isinstance(storage_keys, list) and set(storage_keys) == set(unpickler.storages)):
+    if not (isinstance(storage_keys, list) and all(isinstance(key, str) for key in storage_keys)
+            and set(storage_keys) == set(unpickler.storages)):
         raise UnsafeCheckpointError(f"{path}: its list of storages does not match the tensors' storages")
     file_size = os.fstat(file.fileno()).st_size
     storages = {}

@@ -8,6 +8,7 @@ config, vocabulary and index ones cannot crash: they are checked in this process
 """
 import json
 import os
+import pickle
 import shutil
 import struct
 import subprocess
@@ -83,7 +84,8 @@ def colliding_int_keys(count):
 
 def ordered_dict_of_colliding_int_keys(count):
     """OrderedDict([(key, None), ...]) called with the pairs: no SETITEM to check, the same quadratic insertion."""
-    pairs = b"".join(pickle_long(i * (2**61 - 1)) + b"N\x86" + (b"e(" if i % 1000 == 999 else b"") for i in range(count))
+    pairs = b"".join(pickle_long(i * (2**61 - 1)) + b"N\x86" + (b"e(" if i % 1000 == 999 else b"")
+                     for i in range(count))
     return b"\x80\x02" + pickle_global("collections", "OrderedDict") + b"](" + pairs + b"e\x85R."
 
 
@@ -181,6 +183,11 @@ def write_attack(name, path):
         return write_zip(path, colliding_int_keys(300_000), {})
     if name == "an OrderedDict of 250,000 colliding keys, by its arguments":
         return write_zip(path, ordered_dict_of_colliding_int_keys(250_000), {})
+    if name == "a legacy list of storages holding a list":
+        path = write_legacy(path, state_dict_of(6, 0, (6,), (1,), legacy=True), {}, {})
+        no_storages = pickle.dumps([], protocol=2)
+        path.write_bytes(path.read_bytes()[:-len(no_storages)] + pickle.dumps([[]], protocol=2))
+        return path
     if name == "a storage key with terminal escapes":
         return write_zip(path, state_dict_of(6, 0, (6,), (1,), storage_key=ESCAPE + "0"), {})
     raise ValueError(name)
@@ -209,6 +216,7 @@ BIN_ATTACKS = {
     "a non-string key with a 100 MB repr": "refusing its pickle: a dictionary key that is not a string",
     "300,000 hash-colliding integer keys": "refusing its pickle: a dictionary key that is not a string",
     "an OrderedDict of 250,000 colliding keys, by its arguments": "its OrderedDict is built from arguments",
+    "a legacy list of storages holding a list": "its list of storages does not match the tensors' storages",
     "a storage key with terminal escapes": r"storage \x1b[2J\x1b[31m0 is missing from the archive",
 }
 
@@ -334,6 +342,9 @@ HUB_BREAKS = {
     "safetensors F8_E4M3": ("safetensors", safetensors_of_dtype("F8_E4M3"), "model.safetensors",
                             "tensor embeddings.word_embeddings.weight is F8_E4M3, which is not read"),
     "safetensors BF16": ("safetensors", safetensors_of_dtype("BF16"), "model.safetensors", "is BF16, which is not"),
+    "weights beyond the declared model": ("safetensors", lambda folder: write_hub_folder(
+        folder, SMALL_CONFIG, {**small_bert_tensors(), "extra": np.zeros(2**22, np.float32)}), "model.safetensors",
+        "more than 8 bytes for each of the 718730 parameters"),
     "index value a number": ("sharded-safetensors", edit_json("model.safetensors.index.json", lambda index: {
         **index, "weight_map": {"embeddings.word_embeddings.weight": 7}}), "model.safetensors.index.json",
         "is not a weights index"),
