@@ -3,8 +3,9 @@ gigabytes, no minutes, nothing read outside its folder, no terminal escapes prin
 
 Each file is small and written here. The `.bin` ones are read in a child process of their own
 (a crafted pickle could crash it), with its address space capped at what it had after importing
-plus 256 MiB, so that any attack which makes the reader allocate gigabytes fails the test. The
-config, vocabulary and index ones cannot crash: they are checked in this process.
+plus 256 MiB, so that any attack which makes the reader allocate gigabytes fails the test, and a
+minute's timeout for the ones that took minutes. The config, vocabulary, index and safetensors
+ones cannot crash: they are checked in this process, with tracemalloc's peak as the memory bound.
 """
 import json
 import os
