@@ -21,6 +21,7 @@ it, and a storage must be held whole by the file before its bytes are read.
 """
 import collections
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -368,12 +369,12 @@ def check_storage_is_held(storage, available_bytes, path):
 
 def check_view_fits_storage(offset, size, stride, storage_numel, path, name):
     """No tensor addresses more elements than its storage holds, nor any beyond it. A stride-0 view
-    over fewer elements (transformers' position_ids: shape (1, 512), stride (0, 1)) is fine."""
-    elements = 1
-    for length in size:
-        elements *= length
-    if len(size) > MAX_DIMENSIONS or elements > storage_numel or offset > storage_numel or any(
-            step > storage_numel for step in stride):
+    over fewer elements (transformers' position_ids: shape (1, 512), stride (0, 1)) is fine, and an
+    empty tensor reads nothing, whatever its offset and strides."""
+    elements = math.prod(size)
+    if len(size) > MAX_DIMENSIONS or not elements and math.prod(length for length in size if length) > 2**32:
+        raise UnsafeCheckpointError(f"{path}: tensor '{printable(name)}' has a shape numpy cannot make")
+    if elements and max(elements, offset, *stride) > storage_numel:
         raise UnsafeCheckpointError(f"{path}: tensor '{printable(name)}' addresses more elements than its storage "
                                     f"holds ({storage_numel})")
     last = offset + sum((length - 1) * step for length, step in zip(size, stride))

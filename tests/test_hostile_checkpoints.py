@@ -149,6 +149,8 @@ def write_attack(name, path):
         return write_zip(path, state_dict_of(6, 0, (16384, 16384), (0, 0)), little)
     if name == "stride 2**62":
         return write_zip(path, state_dict_of(6, 0, (1,), (2**62,)), little)
+    if name == "an empty tensor of shape (0, 2**62)":
+        return write_zip(path, state_dict_of(6, 0, (0, 2**62), (2**62, 1)), little)
     if name == "1000 copies of one 1 MiB storage":
         return write_zip(path, many_views_of_one_storage(1000), {"0": bytes(4 * 512 * 512)})
     if name == "memo index LONG_BINPUT 2**26":
@@ -204,6 +206,7 @@ BIN_ATTACKS = {
     "tensor of 2**40 elements over 6": "addresses more elements than its storage holds (6)",
     "stride-0 16384 x 16384 over one element": "addresses more elements than its storage holds (6)",
     "stride 2**62": "addresses more elements than its storage holds (6)",
+    "an empty tensor of shape (0, 2**62)": "has a shape numpy cannot make",
     "1000 copies of one 1 MiB storage": "its tensors view the same storages over and over",
     "memo index LONG_BINPUT 2**26": "refusing its pickle: memo index 67108864",
     "150 million NONEs deflated": "archive/data.pkl is compressed (method 8)",
@@ -425,3 +428,23 @@ def test_the_script_exits_2_with_one_error_line(tmp_path, small_tensors, attack)
         [sys.executable, "sentiment.py", "--bert-dir", folder, "--output-dir", str(tmp_path / "out"),
          "--predict", "好"], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
     assert_one_error_line(result, path, expected)
+
+
+def test_the_views_real_state_dicts_hold_still_load(tmp_path):
+    """transformers' position_ids (stride 0 over its first dimension), a tied matrix, a transposed
+    view and an empty tensor are within the limits."""
+    positions, weights = np.arange(512, dtype=np.int64), np.arange(6, dtype=np.float32)
+    tensors = {"embeddings.position_ids": ("LongStorage", "0", 512, 0, (1, 512), (0, 1)),
+               "embeddings.word_embeddings.weight": ("FloatStorage", "1", 6, 0, (2, 3), (3, 1)),
+               "cls.predictions.decoder.weight": ("FloatStorage", "1", 6, 0, (2, 3), (3, 1)),
+               "transposed": ("FloatStorage", "1", 6, 0, (3, 2), (1, 3)),
+               "empty": ("FloatStorage", "1", 6, 6, (0, 768), (768, 1))}
+    pickled = pickle_state_dict((name, pickle_tensor(*tensor, legacy=False)) for name, tensor in tensors.items())
+    path = write_zip(tmp_path / "pytorch_model.bin", pickled, {"0": positions.tobytes(), "1": weights.tobytes()})
+    from torch_weights import read_torch_state_dict
+
+    arrays = read_torch_state_dict(path)
+    np.testing.assert_array_equal(arrays["embeddings.position_ids"], positions[None])
+    np.testing.assert_array_equal(arrays["cls.predictions.decoder.weight"], weights.reshape(2, 3))
+    np.testing.assert_array_equal(arrays["transposed"], weights.reshape(2, 3).T)
+    assert arrays["empty"].shape == (0, 768)
