@@ -415,17 +415,22 @@ def read_vocab(path):
     with open(path, "rb") as reader:
         decode_utf8(reader.read(), path)
     vocab = load_vocab(path)
+    check_tokenizer_tokens(vocab, path)
+    return vocab
+
+
+def check_tokenizer_tokens(vocab, path):
+    """Raise CheckpointError unless the vocabulary {token: id} read from `path` has TOKENIZER_TOKENS."""
     missing = [token for token in TOKENIZER_TOKENS if token not in vocab]
     if missing:
         raise CheckpointError("%s has no %s: the tokenizer needs %s" % (
             path, " or ".join(missing), ", ".join(TOKENIZER_TOKENS)))
-    return vocab
 
 
 def check_shard_name(shard, index_path):
     """A shard is a plain file name beside its index, of the index's own format: no folder, no way out of it."""
     extension = ".safetensors" if index_path.endswith(".safetensors.index.json") else ".bin"
-    if shard in (".", "..") or any(char in shard for char in "/\\:\0") or not shard.endswith(extension):
+    if any(char in shard for char in "/\\:\0") or not shard.endswith(extension):
         raise CheckpointError("%s names the shard %s: expected a plain %s file name in the same folder"
                               % (index_path, printable(shard), extension))
 
