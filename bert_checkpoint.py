@@ -588,6 +588,7 @@ def print_tiny_banner(demo_settings, file=sys.stderr):
 
 def load_bert(checkpoint):
     """keras-bert's backbone with the checkpoint's weights, all layers trainable, any length."""
+    import tensorflow as tf
     from keras_bert import get_model, load_trained_model_from_checkpoint
     from tensorflow import keras
 
@@ -596,9 +597,13 @@ def load_bert(checkpoint):
         # keras-bert reuses one unseeded initializer; harmless, since the checkpoint overwrites it.
         warnings.filterwarnings("ignore", message="The initializer .* is unseeded")
         if not isinstance(checkpoint, HubCheckpoint):
-            return load_trained_model_from_checkpoint(
-                checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
-                dropout_rate=config["hidden_dropout_prob"])  # keras-bert ignores the config's
+            try:
+                return load_trained_model_from_checkpoint(
+                    checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
+                    dropout_rate=config["hidden_dropout_prob"])  # keras-bert ignores the config's
+            except (tf.errors.OpError, IndexError) as error:  # IndexError: a data file cut short
+                raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path,
+                                                                         printable(str(error), limit=300)))
         # The same model as keras-bert's build_model_from_config, which would not take transformers' GELU names.
         inputs, outputs = get_model(
             token_num=config["vocab_size"], pos_num=config["max_position_embeddings"], seq_len=None,

@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from bert_checkpoint import CheckpointError, find_checkpoint
+from bert_checkpoint import CheckpointError, find_checkpoint, load_bert
 from hub_layouts import write_hub_folder
 from torch_pickles import pickle_global, pickle_state_dict, pickle_str, pickle_tensor, write_legacy, write_zip
 from transformers_reference import SMALL_CONFIG, small_bert_tensors
@@ -405,6 +405,17 @@ def test_googles_layout_is_checked_alike(tmp_path, tiny_checkpoint, file_name, e
     with pytest.raises(CheckpointError) as refusal:
         find_checkpoint(folder)
     assert_one_line_naming(str(refusal.value), os.path.join(folder, file_name), expected)
+
+
+def test_a_google_data_file_cut_short_is_refused_in_one_line(tmp_path, tiny_checkpoint):
+    folder = str(tmp_path / "google")
+    shutil.copytree(tiny_checkpoint.bert_dir, folder)
+    data_path = os.path.join(folder, "bert_model.ckpt.data-00000-of-00001")
+    with open(data_path, "r+b") as data:
+        data.truncate(os.path.getsize(data_path) // 2)
+    with pytest.raises(CheckpointError) as refusal:
+        load_bert(find_checkpoint(folder))
+    assert_one_line_naming(str(refusal.value), os.path.join(folder, "bert_model.ckpt"), "cannot read checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------
