@@ -27,7 +27,8 @@ import warnings
 
 import numpy as np
 
-from tokenizer import DEFAULT_VOCAB_PATH, load_vocab
+from tokenizer import DEFAULT_VOCAB_PATH, UNKNOWN_TOKEN, load_vocab
+from torch_weights import printable
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_BERT_DIR = os.path.join(PROJECT_DIR, "chinese_L-12_H-768_A-12")
@@ -46,6 +47,24 @@ HUB_WEIGHTS_FILES = (
 )
 # transformers' names of BERT's activation; keras-bert computes GELU in the tanh form of Google's BERT.
 GELU_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# A config's sizes, (least, most): far beyond any BERT (BERT-large: 24 layers, hidden 1024), and far
+# below what would take the machine's memory before a weight is read.
+CONFIG_SIZE_RANGES = {
+    "vocab_size": (1, 2**20), "hidden_size": (1, 16384), "num_hidden_layers": (1, 256),
+    "num_attention_heads": (1, 1024), "intermediate_size": (1, 65536), "max_position_embeddings": (1, 65536),
+    "type_vocab_size": (1, 16),
+}
+CONFIG_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+# The tokens the tokenizer looks up in every sequence: keras-bert's [CLS], [SEP], and [UNK] for the rest.
+TOKENIZER_TOKENS = ("[CLS]", "[SEP]", UNKNOWN_TOKEN)
+# What numpy can hold of safetensors' dtypes (not BF16, not the F8s).
+NUMPY_SAFETENSORS_DTYPES = ("F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL")
+MAX_CONFIG_BYTES = 2**20  # a real config.json is about 1 KB
+MAX_INDEX_BYTES = 64 * 2**20  # a shard index is about 100 bytes a tensor
+MAX_VOCAB_BYTES = 64 * 2**20  # Google's Chinese vocab.txt is 110 KB
+# Weights files may hold the declared model in float64 at most (float32 is 4 bytes a parameter),
+# so that reading them takes memory in proportion to the model the config declares.
+MAX_WEIGHTS_BYTES_PER_PARAMETER = 8
 
 # The real checkpoint's config with small sizes: hidden 128, 2 layers, 2 heads.
 TINY_BERT_CONFIG = {
@@ -78,6 +97,7 @@ class BertCheckpoint:
 
     layout = "Google TF1 checkpoint"
     config_name = "bert_config.json"
+    activations = ("gelu",)  # keras-bert reads Google's config itself, and knows GELU by this name
 
     def __init__(self, bert_dir, is_tiny=False, hub_id=None):
         self.bert_dir = bert_dir
@@ -88,8 +108,10 @@ class BertCheckpoint:
         self.checkpoint_path = os.path.join(bert_dir, CHECKPOINT_NAME)
 
     def config(self):
-        with open(self.config_path, encoding="utf-8") as reader:
-            return json.load(reader)
+        """The config, once its sizes, dropouts and activation are ones we can build (else CheckpointError)."""
+        config = read_json(self.config_path, MAX_CONFIG_BYTES)
+        check_config_values(config, self.config_path, self.activations)
+        return config
 
     def describe(self):
         """One line for the start of a run: where the weights come from, their format and size."""
@@ -106,6 +128,7 @@ class HubCheckpoint(BertCheckpoint):
     """A folder as the Hugging Face Hub has it: config.json, vocab.txt and one weights file (or shards)."""
 
     config_name = "config.json"
+    activations = GELU_NAMES
 
     def __init__(self, bert_dir, hub_id=None):
         super().__init__(bert_dir, hub_id=hub_id)
@@ -117,18 +140,19 @@ class HubCheckpoint(BertCheckpoint):
         """The files that hold the tensors: the weights file, or the shards its index names."""
         if not self.weights_path.endswith(".index.json"):
             return [self.weights_path]
-        try:
-            with open(self.weights_path, encoding="utf-8") as reader:
-                shards = sorted(set(json.load(reader)["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise CheckpointError("%s is not a weights index (a weight_map of tensor: file): %s"
-                                  % (self.weights_path, error))
-        paths = [os.path.join(self.bert_dir, shard) for shard in shards]
-        for path in paths:
-            if not os.path.isfile(path):
-                raise CheckpointError("%s names the shard %s, which is missing from BERT folder %s"
-                                      % (os.path.basename(self.weights_path), os.path.basename(path), self.bert_dir))
-        return paths
+        index = read_json(self.weights_path, MAX_INDEX_BYTES)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not (isinstance(weight_map, dict) and weight_map
+                and all(isinstance(shard, str) for shard in weight_map.values())):
+            raise CheckpointError("%s is not a weights index: expected a weight_map of tensor name: shard file name"
+                                  % self.weights_path)
+        shards = sorted(set(weight_map.values()))
+        for shard in shards:
+            check_shard_name(shard, self.weights_path)
+            if not os.path.isfile(os.path.join(self.bert_dir, shard)):
+                raise CheckpointError("%s names the shard %s, which is missing from its folder"
+                                      % (self.weights_path, printable(shard)))
+        return [os.path.join(self.bert_dir, shard) for shard in shards]
 
     @contextlib.contextmanager
     def open_tensors(self):
@@ -146,6 +170,7 @@ class HubCheckpoint(BertCheckpoint):
                     if path.endswith(".safetensors"):
                         weights = open_files.enter_context(safe_open(path, framework="numpy"))
                         for name in weights.keys():
+                            check_safetensors_dtype(weights.get_slice(name).get_dtype(), name, path)
                             shapes[name] = list(weights.get_slice(name).get_shape())
                             loaders[name] = functools.partial(weights.get_tensor, name)
                             files[name] = path
@@ -155,13 +180,14 @@ class HubCheckpoint(BertCheckpoint):
                 except UnsafeCheckpointError as error:
                     raise CheckpointError(str(error))
                 except (SafetensorError, OSError, ValueError, TypeError) as error:
-                    raise CheckpointError("cannot read %s: %s" % (path, error))
+                    raise CheckpointError("cannot read %s: %s" % (path, printable(str(error), limit=300)))
 
             def load(name):
                 try:
                     return loaders[name]()
                 except (SafetensorError, OSError, ValueError, TypeError) as error:
-                    raise CheckpointError("cannot read tensor %s from %s: %s" % (name, files[name], error))
+                    raise CheckpointError("cannot read tensor %s from %s: %s" % (
+                        printable(name), files[name], printable(str(error), limit=300)))
 
             yield shapes, load, files
 
@@ -280,7 +306,8 @@ def check_checkpoint(checkpoint):
     try:
         stored = dict(tf.train.list_variables(checkpoint.checkpoint_path))
     except Exception as error:  # TF raises several unrelated types for a broken checkpoint
-        raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path, error))
+        raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path,
+                                                                 printable(str(error), limit=300)))
     for name, shape in sorted(google_variable_shapes(config).items()):
         if name.startswith("cls/"):
             continue  # the pre-training heads are not used for fine-tuning
@@ -294,12 +321,8 @@ def check_checkpoint(checkpoint):
 
 def check_config(checkpoint):
     """The checkpoint's config, once its keys and its vocab agree."""
-    try:
-        config = checkpoint.config()
-        google_variable_shapes(config)
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError("%s is not a BERT config: %s" % (checkpoint.config_path, error))
-    vocab_size = len(load_vocab(checkpoint.vocab_path))
+    config = checkpoint.config()
+    vocab_size = len(read_vocab(checkpoint.vocab_path))
     if vocab_size != config["vocab_size"]:
         raise CheckpointError("%s has %d tokens but %s says vocab_size %d"
                               % (checkpoint.vocab_path, vocab_size, checkpoint.config_path, config["vocab_size"]))
@@ -315,19 +338,117 @@ def check_hub_checkpoint(checkpoint):
     config = check_config(checkpoint)
     model_type = config.get("model_type", "bert")
     if model_type != "bert":
-        raise CheckpointError("%s says model_type %r: only BERT checkpoints can be loaded (HFL's Chinese RoBERTa "
-                              "and MacBERT are BERTs, model_type bert)" % (checkpoint.config_path, model_type))
-    if config.get("hidden_act") not in GELU_NAMES or config.get("type_vocab_size") != 2:
-        raise CheckpointError("%s says hidden_act %r and type_vocab_size %r: keras-bert's BERT has GELU and 2 "
-                              "segments" % (checkpoint.config_path, config.get("hidden_act"),
-                                            config.get("type_vocab_size")))
+        raise CheckpointError("%s says model_type %s: only BERT checkpoints can be loaded (HFL's Chinese RoBERTa "
+                              "and MacBERT are BERTs, model_type bert)" % (checkpoint.config_path, shown(model_type)))
+    if config["type_vocab_size"] != 2:
+        raise CheckpointError("%s says type_vocab_size %d: keras-bert's BERT has 2 segments"
+                              % (checkpoint.config_path, config["type_vocab_size"]))
     if checkpoint.weights_path is None:
         raise CheckpointError("no weights in Hugging Face model folder %s: expected one of %s%s" % (
             checkpoint.bert_dir, ", ".join(name for name, _ in HUB_WEIGHTS_FILES),
             " (its tf_model.h5 is not read: use the safetensors or .bin of the same model)"
             if os.path.isfile(os.path.join(checkpoint.bert_dir, "tf_model.h5")) else ""))
+    check_weights_size(checkpoint.weights_files(), config, checkpoint.config_path)
     with checkpoint.open_tensors() as (shapes, _, files):
         hub_tensor_names(config, shapes, files, checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking what a checkpoint's files say before it is used: they may come from anyone
+# ---------------------------------------------------------------------------------------------
+
+def read_json(path, limit):
+    """The JSON in `path`, refused with CheckpointError (naming the file, the line) if it is larger
+    than `limit` bytes, not UTF-8, not JSON, or nested too deep for Python's parser."""
+    if os.path.getsize(path) > limit:
+        raise CheckpointError("%s is %d bytes; expected at most %d" % (path, os.path.getsize(path), limit))
+    with open(path, "rb") as reader:
+        text = decode_utf8(reader.read(), path)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise CheckpointError("%s is not JSON we read: nested too deep" % path) from None
+    except ValueError as error:  # JSONDecodeError says the line and column
+        raise CheckpointError("%s is not valid JSON: %s" % (path, printable(str(error)))) from None
+
+
+def decode_utf8(data, path):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CheckpointError("%s, line %d: not UTF-8 text (byte 0x%02x)" % (
+            path, data.count(b"\n", 0, error.start) + 1, data[error.start])) from None
+
+
+def check_config_values(config, path, activations):
+    """Raise CheckpointError unless the config's sizes are plain whole numbers in CONFIG_SIZE_RANGES,
+    the heads divide the hidden size, the dropouts are probabilities and the activation is in `activations`."""
+    if not isinstance(config, dict):
+        raise CheckpointError("%s is not a BERT config: it holds %s, not a JSON object" % (path, shown(config)))
+    for key, (least, most) in CONFIG_SIZE_RANGES.items():
+        value = config.get(key)
+        if type(value) is not int or not least <= value <= most:  # not bool, not 21128.0, not "21128"
+            raise CheckpointError("%s: %s is %s; expected a whole number from %d to %d"
+                                  % (path, key, shown(value) if key in config else "missing", least, most))
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise CheckpointError("%s: num_attention_heads %d does not divide hidden_size %d"
+                              % (path, config["num_attention_heads"], config["hidden_size"]))
+    for key in CONFIG_DROPOUTS:
+        value = config.get(key)
+        if type(value) not in (int, float) or not 0 <= value < 1:  # NaN fails both comparisons
+            raise CheckpointError("%s: %s is %s; expected a probability, at least 0 and below 1"
+                                  % (path, key, shown(value) if key in config else "missing"))
+    if config.get("hidden_act") not in activations:
+        raise CheckpointError("%s: hidden_act is %s; keras-bert computes GELU (%s)"
+                              % (path, shown(config.get("hidden_act")), ", ".join(activations)))
+
+
+def shown(value):
+    """A value from a file, for an error line: a string quoted and escaped (torch_weights.printable)."""
+    return "'%s'" % printable(value) if isinstance(value, str) else printable(value)
+
+
+def read_vocab(path):
+    """{token: id} of a vocab.txt that is UTF-8 and holds the tokens the tokenizer needs (else CheckpointError)."""
+    if os.path.getsize(path) > MAX_VOCAB_BYTES:
+        raise CheckpointError("%s is %d bytes; expected at most %d" % (path, os.path.getsize(path), MAX_VOCAB_BYTES))
+    with open(path, "rb") as reader:
+        decode_utf8(reader.read(), path)
+    vocab = load_vocab(path)
+    check_tokenizer_tokens(vocab, path)
+    return vocab
+
+
+def check_tokenizer_tokens(vocab, path):
+    """Raise CheckpointError unless the vocabulary {token: id} read from `path` has TOKENIZER_TOKENS."""
+    missing = [token for token in TOKENIZER_TOKENS if token not in vocab]
+    if missing:
+        raise CheckpointError("%s has no %s: the tokenizer needs %s" % (
+            path, " or ".join(missing), ", ".join(TOKENIZER_TOKENS)))
+
+
+def check_shard_name(shard, index_path):
+    """A shard is a plain file name beside its index, of the index's own format: no folder, no way out of it."""
+    extension = ".safetensors" if index_path.endswith(".safetensors.index.json") else ".bin"
+    if any(char in shard for char in "/\\:\0") or not shard.endswith(extension):
+        raise CheckpointError("%s names the shard %s: expected a plain %s file name in the same folder"
+                              % (index_path, printable(shard), extension))
+
+
+def check_weights_size(paths, config, config_path):
+    """Refuse weights files larger than the model the config declares, before a byte of them is read."""
+    parameters = sum(int(np.prod(shape)) for shape in google_variable_shapes(config).values())
+    size = sum(os.path.getsize(path) for path in paths)
+    if size > MAX_WEIGHTS_BYTES_PER_PARAMETER * parameters + 2**20:  # + torch's and safetensors' headers
+        raise CheckpointError("%s hold%s %d bytes, more than %d bytes for each of the %d parameters %s declares"
+                              % (", ".join(paths), "s" if len(paths) == 1 else "", size,
+                                 MAX_WEIGHTS_BYTES_PER_PARAMETER, parameters, config_path))
+
+
+def check_safetensors_dtype(dtype, name, path):
+    if dtype not in NUMPY_SAFETENSORS_DTYPES:
+        raise CheckpointError("%s: tensor %s is %s, which is not read (numpy holds %s)" % (
+            path, printable(name), printable(dtype), ", ".join(NUMPY_SAFETENSORS_DTYPES)))
 
 
 def keras_bert_layers(config):
@@ -467,6 +588,7 @@ def print_tiny_banner(demo_settings, file=sys.stderr):
 
 def load_bert(checkpoint):
     """keras-bert's backbone with the checkpoint's weights, all layers trainable, any length."""
+    import tensorflow as tf
     from keras_bert import get_model, load_trained_model_from_checkpoint
     from tensorflow import keras
 
@@ -475,9 +597,13 @@ def load_bert(checkpoint):
         # keras-bert reuses one unseeded initializer; harmless, since the checkpoint overwrites it.
         warnings.filterwarnings("ignore", message="The initializer .* is unseeded")
         if not isinstance(checkpoint, HubCheckpoint):
-            return load_trained_model_from_checkpoint(
-                checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
-                dropout_rate=config["hidden_dropout_prob"])  # keras-bert ignores the config's
+            try:
+                return load_trained_model_from_checkpoint(
+                    checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
+                    dropout_rate=config["hidden_dropout_prob"])  # keras-bert ignores the config's
+            except (tf.errors.OpError, IndexError) as error:  # IndexError: a data file cut short
+                raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path,
+                                                                         printable(str(error), limit=300)))
         # The same model as keras-bert's build_model_from_config, which would not take transformers' GELU names.
         inputs, outputs = get_model(
             token_num=config["vocab_size"], pos_num=config["max_position_embeddings"], seq_len=None,
