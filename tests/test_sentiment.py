@@ -164,7 +164,7 @@ def test_help_lists_the_shared_flags():
     assert result.returncode == 0
     for flag in ("--bert-dir", "--data-dir", "--output-dir", "--epochs", "--batch-size", "--maxlen",
                  "--lr", "--seed", "--resume", "--predict", "--predict-file", "--train-file", "--dev-file",
-                 "--test-file"):
+                 "--test-file", "--columns", "--submission"):
         assert flag in result.stdout
 
 
