@@ -3,7 +3,7 @@ Not a block of the blog (docs/blog_map.md): its first example reads two .xls fil
 sentiment.py reads these files as their publishers ship them, with no conversion step.
 
 - Lines without a header: `text<TAB>label` (the blog's reviews; a tab inside the text is kept),
-  `text_a<TAB>text_b<TAB>label` when every line has three fields (LCQMC, BQ corpus).
+  `text_a<TAB>text_b<TAB>label` when most lines have three fields (LCQMC, BQ corpus).
 - A header naming a label or text column picks those columns (ChnSentiCorp's `label<TAB>text_a`,
   PAWS-X's `id<TAB>sentence1<TAB>sentence2<TAB>label`, the review CSVs' `cat,label,review`).
 - JSON lines as CLUE ships them: `sentence` or `sentence1`/`sentence2`, `label`, with its readable
@@ -180,12 +180,12 @@ def read_table(path, columns=None, text_pair=None):
 
 
 def headerless_roles(path, rows, text_pair=None):
-    """`text_a, text_b, label` when every row has three fields, else `text, label`; a first line whose
-    label is not a number over integer labels is a header (内容<TAB>标签) and is skipped. Two fields of a
-    pair: no label."""
+    """`text_a, text_b, label` when most rows have three fields (then every row must), else `text, label`;
+    a first line whose label is not a number over integer labels is a header (内容<TAB>标签) and is
+    skipped. Two fields of a pair: no label."""
     if text_pair and all(len(fields) == 2 for _, fields in rows):
         return ["text_a", "text_b"], rows
-    if all(len(fields) == 3 for _, fields in rows) and not path.lower().endswith(".csv"):
+    if 2 * sum(len(fields) == 3 for _, fields in rows) > len(rows) and not path.lower().endswith(".csv"):
         roles = ["text_a", "text_b", "label"]
     else:
         roles = ["text_a", "label"]

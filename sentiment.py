@@ -83,7 +83,7 @@ def build_parser():
     parser.add_argument("--columns", metavar="ROLES",
                         help="the columns of a tab- or comma-separated file, in order: text (or text_a), text_b, "
                         "label, id, or - to skip one; e.g. label,text for THUCNews (default: from the header, "
-                        "else text<TAB>label, or text_a<TAB>text_b<TAB>label when every line has three fields)")
+                        "else text<TAB>label, or text_a<TAB>text_b<TAB>label when most lines have three fields)")
     return parser
 
 

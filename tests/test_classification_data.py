@@ -175,6 +175,8 @@ def test_labels_are_saved_and_loaded_and_an_old_run_without_them_is_the_blogs(tm
 
 @pytest.mark.parametrize("name, content, message", [
     ("train.tsv", "好评\t1\n没有标签的一行\n", r"train\.tsv line 2: expected 2 columns \(text_a, label\), found 1"),
+    ("train.txt", "问一\t问二\t1\n问三\t0\n问五\t问六\t0\n",
+     r"train\.txt line 2: expected 3 columns \(text_a, text_b, label\), found 2"),
     ("train.json", '{"sentence1": "甲", "label": "1"}\n', r"train\.json line 1: expected sentence2 beside sentence1"),
     ("train.json", '{"sentence": "甲", "label": "1"}\n{"sentence": "乙"\n',
      r"train\.json line 2: expected one JSON object"),
