@@ -97,11 +97,11 @@ def test_incomplete_checkpoint_exits_2_with_one_line_naming_the_file(tmp_path, t
 
 
 def test_malformed_data_line_exits_2_and_writes_nothing(tmp_path, tiny_checkpoint, capsys):
-    (tmp_path / "train.tsv").write_text("好\t1\n坏\tpositive\n", encoding="utf-8")
+    (tmp_path / "train.tsv").write_text("好\t1\n坏\t0\n没有标签\n", encoding="utf-8")
     status, err = run_main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(tmp_path),
                             "--output-dir", str(tmp_path / "out")], capsys)
     assert status == 2
-    assert "train.tsv line 2: the label must be 0 or 1, found 'positive'" in err
+    assert "train.tsv line 3: expected 2 columns (text_a, label), found 1" in err
     assert not (tmp_path / "out").exists()
 
 
