@@ -62,10 +62,10 @@ def make_parser(doc, settings):
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--bert-dir", metavar="DIR_OR_HUB_ID",
                         help="Google's BERT folder (bert_config.json, vocab.txt, bert_model.ckpt.*), a Hugging Face "
-                        "model folder (config.json, vocab.txt, model.safetensors or pytorch_model.bin), or a Hub id "
-                        "ORG/NAME[@REVISION] to download, e.g. hfl/chinese-roberta-wwm-ext (README: Checkpoints); "
-                        "default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, then a tiny random BERT for trying "
-                        "things out")
+                        "model folder (config.json, vocab.txt or tokenizer.json, model.safetensors or "
+                        "pytorch_model.bin), or a Hub id ORG/NAME[@REVISION] to download, e.g. "
+                        "hfl/chinese-roberta-wwm-ext (README: Checkpoints); default: $BERT_DIR, then "
+                        "./chinese_L-12_H-768_A-12, then a tiny random BERT for trying things out")
     parser.add_argument("--data-dir", default=settings["data_dir"],
                         help="the task's files under their usual names "
                         "(default: %(default)s, or the folder of --train-file)")
