@@ -9,6 +9,7 @@ Beside the blog (docs/blog_map.md): `seq_padding` is `pad`, its generators' shuf
 `TrainingBatches`, its `Evaluate` callback's warmup `WarmupThenDecay`, its `fit_generator` `train`.
 """
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -29,6 +30,7 @@ from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner  # noqa: E402
 from output_lock import OutputDirBusy, release_output_dirs  # noqa: E402
+from tokenizer import FIRST_STEP_NOISE, HOLD_BACK_NOISE, lines_held_back  # noqa: E402
 
 BEST_WEIGHTS_NAME = "best_weights.h5"  # not ".weights.h5": Keras 2.15 reads that suffix as its new format
 RESUME_DIR_NAME = "resume"
@@ -507,6 +509,28 @@ class StopOnSignal(keras.callbacks.Callback):
         self.previous_handlers = {}
 
 
+class HoldBackFirstStepNoise(keras.callbacks.Callback):
+    """TensorFlow's harmless line at the first training step (tokenizer.FIRST_STEP_NOISE), held back
+    as its start-up lines are: stderr is caught during that one step and its other lines passed on."""
+
+    def __init__(self, enabled=HOLD_BACK_NOISE):
+        super().__init__()
+        self.enabled = enabled
+        self.held = contextlib.ExitStack()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.enabled:
+            self.held.enter_context(lines_held_back(FIRST_STEP_NOISE))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.enabled = False
+        self.release()
+
+    def release(self):
+        """Pass stderr through again (also after a first step that failed)."""
+        self.held.close()
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """A NaN or infinite loss stops training with advice; the best weights so far stay."""
 
@@ -673,10 +697,12 @@ def train(model, batches, evaluate, args, metric_name, script):
                         "start over" % (output_dir, resume_dir))
     os.makedirs(output_dir, exist_ok=True)
 
+    first_step = HoldBackFirstStepNoise()
     progress = ProgressBar(batches, args.epochs)
     stop_on_signal = StopOnSignal()
     keep_best_weights = KeepBestWeights(evaluate, metric_name, output_dir, progress, best)
     callbacks = [
+        first_step,  # first: its step's lines are passed on before the other callbacks print
         progress,
         StopOnNaN(args.lr, best_weights_path(output_dir)),
         stop_on_signal,
@@ -696,6 +722,7 @@ def train(model, batches, evaluate, args, metric_name, script):
                         "updates in less memory), or --mixed-precision on a GPU; the best weights so far are kept "
                         "at %s" % best_weights_path(output_dir))
     finally:
+        first_step.release()
         stop_on_signal.restore_handlers()
     shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
     load_best_weights(model, output_dir, script)
