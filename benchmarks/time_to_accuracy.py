@@ -18,6 +18,8 @@ only as medians over seeds. Expect about an hour for all three tasks on 2 CPU co
 
     python benchmarks/time_to_accuracy.py                          # tiny random BERT, 3 seeds
     python benchmarks/time_to_accuracy.py --tasks subject --seeds 1,2,3,4,5
+    python benchmarks/time_to_accuracy.py --bert-dir DIR --tasks relation --seeds 1,2 \
+        --flags 'relation=--epochs 4 --lr 2e-4 --min-lr 5e-5 --batch-size 8' --target relation=0.5
 """
 import argparse
 import json
