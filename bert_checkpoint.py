@@ -5,7 +5,8 @@ Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `co
 Which checkpoint a script uses, first match wins:
 1. `--bert-dir DIR`: a folder as in Google's zip (`bert_config.json`, `vocab.txt`,
    `bert_model.ckpt.index`, `bert_model.ckpt.data-*`), or as the Hugging Face Hub has them
-   (`config.json`, `vocab.txt`, `model.safetensors` or `pytorch_model.bin`, maybe sharded);
+   (`config.json`, `vocab.txt` or only `tokenizer.json`, `model.safetensors` or `pytorch_model.bin`,
+   maybe sharded);
    or, when no such folder exists, a Hub id `ORG/NAME[@REVISION]`, fetched into the Hub's cache;
 2. `$BERT_DIR`, the same;
 3. `chinese_L-12_H-768_A-12/` beside the scripts (where Google's zip unpacks);
@@ -17,6 +18,7 @@ Whatever the layout, `load_bert(find_checkpoint(...))` gives the same keras-bert
 import contextlib
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -45,6 +47,10 @@ HUB_WEIGHTS_FILES = (
     ("pytorch_model.bin", "PyTorch .bin"),
     ("pytorch_model.bin.index.json", "sharded PyTorch .bin"),
 )
+# A Hub folder with only tokenizer.json gets its vocab.txt written here, named by the file's hash (the
+# folder itself may be read-only). A BERT's tokenizer.json is under a megabyte; the bound stops a huge file.
+TOKENIZER_JSON_VOCAB_DIR = os.path.join(PROJECT_DIR, ".cache", "vocab_from_tokenizer_json")
+MAX_TOKENIZER_JSON_BYTES = 64 * 2**20
 # transformers' names of BERT's activation; keras-bert computes GELU in the tanh form of Google's BERT.
 GELU_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 # A config's sizes, (least, most): far beyond any BERT (BERT-large: 24 layers, hidden 1024), and far
@@ -125,13 +131,17 @@ class BertCheckpoint:
 
 
 class HubCheckpoint(BertCheckpoint):
-    """A folder as the Hugging Face Hub has it: config.json, vocab.txt and one weights file (or shards)."""
+    """A folder as the Hugging Face Hub has it: config.json, vocab.txt (or only tokenizer.json) and one
+    weights file (or shards)."""
 
     config_name = "config.json"
     activations = GELU_NAMES
 
     def __init__(self, bert_dir, hub_id=None):
         super().__init__(bert_dir, hub_id=hub_id)
+        tokenizer_json_path = os.path.join(bert_dir, "tokenizer.json")
+        if not os.path.isfile(self.vocab_path) and os.path.isfile(tokenizer_json_path):
+            self.vocab_path = vocab_from_tokenizer_json(tokenizer_json_path)
         self.weights_path, self.layout = next(
             ((os.path.join(bert_dir, name), layout) for name, layout in HUB_WEIGHTS_FILES
              if os.path.isfile(os.path.join(bert_dir, name))), (None, "no weights"))
@@ -190,6 +200,51 @@ class HubCheckpoint(BertCheckpoint):
                         printable(name), files[name], printable(str(error), limit=300)))
 
             yield shapes, load, files
+
+
+def wordpiece_tokens(tokenizer_json_path):
+    """The tokens of a tokenizer.json's WordPiece model in id order: the lines its vocab.txt would have."""
+    def refuse(reason):
+        return CheckpointError("%s cannot give a BERT vocabulary: %s" % (tokenizer_json_path, reason))
+
+    if os.path.getsize(tokenizer_json_path) > MAX_TOKENIZER_JSON_BYTES:
+        raise refuse("it has %d bytes, over the %d we read" % (os.path.getsize(tokenizer_json_path),
+                                                                MAX_TOKENIZER_JSON_BYTES))
+    try:
+        with open(tokenizer_json_path, encoding="utf-8") as reader:
+            model = json.load(reader)["model"]
+        model_type, vocab = model.get("type"), model.get("vocab")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        raise refuse("it is not a tokenizers JSON file with a \"model\" (%s)" % str(error)[:200])
+    if model_type != "WordPiece":
+        raise refuse("its tokenizer model is %s, not BERT's WordPiece" % repr(model_type)[:100])
+    if not isinstance(vocab, dict):
+        raise refuse("its WordPiece vocab is a %s, not {token: id}" % type(vocab).__name__)
+    if sorted(value for value in vocab.values() if type(value) is int) != list(range(len(vocab))):
+        raise refuse("its WordPiece vocab does not number its %d tokens 0 to %d, each once"
+                     % (len(vocab), len(vocab) - 1))
+    tokens = sorted(vocab, key=vocab.get)
+    for token in tokens:
+        if "\n" in token or "\r" in token:  # vocab.txt is one token a line
+            raise refuse("token %d holds a line break" % vocab[token])
+    return tokens
+
+
+def vocab_from_tokenizer_json(tokenizer_json_path):
+    """The path of a vocab.txt with the WordPiece vocabulary of tokenizer.json, written once into .cache/."""
+    digest = hashlib.sha256()
+    with open(tokenizer_json_path, "rb") as reader:
+        for block in iter(lambda: reader.read(2**20), b""):
+            digest.update(block)
+    vocab_path = os.path.join(TOKENIZER_JSON_VOCAB_DIR, digest.hexdigest()[:16], "vocab.txt")
+    if not os.path.isfile(vocab_path):
+        tokens = wordpiece_tokens(tokenizer_json_path)
+        os.makedirs(os.path.dirname(vocab_path), exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=os.path.dirname(vocab_path),
+                                         delete=False) as writer:  # renamed into place: never half written
+            writer.write("".join(token + "\n" for token in tokens))
+        os.replace(writer.name, vocab_path)
+    return vocab_path
 
 
 def google_variable_shapes(config):
@@ -527,7 +582,8 @@ def fetch_from_hub(hub_id):
         for weights_name, _ in HUB_WEIGHTS_FILES:
             shards = weights_name.split(".")[0] + "-*"  # model-00001-of-00002.safetensors
             folder = snapshot_download(repo_id, revision=revision or None,
-                                       allow_patterns=["config.json", "vocab.txt", weights_name, shards])
+                                       allow_patterns=["config.json", "vocab.txt", "tokenizer.json", weights_name,
+                                                       shards])
             if os.path.isfile(os.path.join(folder, weights_name)):
                 break
     except Exception as error:  # huggingface_hub raises unrelated types: HTTP, connection, cache, bad id
@@ -535,7 +591,8 @@ def fetch_from_hub(hub_id):
         raise CheckpointError(
             "no folder %s here, and getting it from the Hugging Face Hub failed (%s: %s). Either set HF_ENDPOINT "
             "to a mirror (e.g. HF_ENDPOINT=https://hf-mirror.com) and run again, or download the model folder "
-            "(config.json, vocab.txt, model.safetensors or pytorch_model.bin) and pass its path as --bert-dir"
+            "(config.json, vocab.txt or tokenizer.json, model.safetensors or pytorch_model.bin) and pass its path as "
+            "--bert-dir"
             % (hub_id, type(error).__name__, reason[:300]))
     return folder
 

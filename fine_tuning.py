@@ -9,6 +9,7 @@ Beside the blog (docs/blog_map.md): `seq_padding` is `pad`, its generators' shuf
 `TrainingBatches`, its `Evaluate` callback's warmup `WarmupThenDecay`, its `fit_generator` `train`.
 """
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -29,6 +30,7 @@ from tqdm import tqdm  # noqa: E402
 
 from bert_checkpoint import CheckpointError, find_checkpoint, print_tiny_banner  # noqa: E402
 from output_lock import OutputDirBusy, release_output_dirs  # noqa: E402
+from tokenizer import FIRST_STEP_NOISE, HOLD_BACK_NOISE, lines_held_back  # noqa: E402
 
 BEST_WEIGHTS_NAME = "best_weights.h5"  # not ".weights.h5": Keras 2.15 reads that suffix as its new format
 RESUME_DIR_NAME = "resume"
@@ -62,10 +64,10 @@ def make_parser(doc, settings):
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--bert-dir", metavar="DIR_OR_HUB_ID",
                         help="Google's BERT folder (bert_config.json, vocab.txt, bert_model.ckpt.*), a Hugging Face "
-                        "model folder (config.json, vocab.txt, model.safetensors or pytorch_model.bin), or a Hub id "
-                        "ORG/NAME[@REVISION] to download, e.g. hfl/chinese-roberta-wwm-ext (README: Checkpoints); "
-                        "default: $BERT_DIR, then ./chinese_L-12_H-768_A-12, then a tiny random BERT for trying "
-                        "things out")
+                        "model folder (config.json, vocab.txt or tokenizer.json, model.safetensors or "
+                        "pytorch_model.bin), or a Hub id ORG/NAME[@REVISION] to download, e.g. "
+                        "hfl/chinese-roberta-wwm-ext (README: Checkpoints); default: $BERT_DIR, then "
+                        "./chinese_L-12_H-768_A-12, then a tiny random BERT for trying things out")
     parser.add_argument("--data-dir", default=settings["data_dir"],
                         help="the task's files under their usual names "
                         "(default: %(default)s, or the folder of --train-file)")
@@ -91,10 +93,13 @@ def make_parser(doc, settings):
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run saved in --output-dir")
     # Random batches by default: measured, length-sorted ones reached the dev target in more epochs
-    # on all three tasks (README, "Batching: time to accuracy").
+    # with the tiny random BERT; with a real 4-layer BERT they cost nothing in the first one or two
+    # epochs, but no run was long enough to rule out the stall seen before (benchmarks/README.md,
+    # "Batching on real weights").
     parser.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=False,
-                        help="batches of texts of similar length: ~40%% less padding, faster epochs, but more "
-                        "epochs to the same accuracy (default: --no-bucket, random batches as in the blog)")
+                        help="batches of texts of similar length: ~40%% less padding, 1.5-2x faster epochs; "
+                        "the tiny random BERT needs more epochs with them, a real small BERT learnt as much in "
+                        "its first epochs (default: --no-bucket, random batches as in the blog)")
     parser.add_argument("--accumulate", type=int, default=1, metavar="N",
                         help="split each batch into N micro-batches and sum their gradients: the "
                         "memory of a batch N times smaller, the updates of the full one (default: 1)")
@@ -507,6 +512,28 @@ class StopOnSignal(keras.callbacks.Callback):
         self.previous_handlers = {}
 
 
+class HoldBackFirstStepNoise(keras.callbacks.Callback):
+    """TensorFlow's harmless line at the first training step (tokenizer.FIRST_STEP_NOISE), held back
+    as its start-up lines are: stderr is caught during that one step and its other lines passed on."""
+
+    def __init__(self, enabled=HOLD_BACK_NOISE):
+        super().__init__()
+        self.enabled = enabled
+        self.held = contextlib.ExitStack()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.enabled:
+            self.held.enter_context(lines_held_back(FIRST_STEP_NOISE))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.enabled = False
+        self.release()
+
+    def release(self):
+        """Pass stderr through again (also after a first step that failed)."""
+        self.held.close()
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """A NaN or infinite loss stops training with advice; the best weights so far stay."""
 
@@ -675,10 +702,12 @@ def train(model, batches, evaluate, args, metric_name, script):
                         "start over" % (output_dir, resume_dir))
     os.makedirs(output_dir, exist_ok=True)
 
+    first_step = HoldBackFirstStepNoise()
     progress = ProgressBar(batches, args.epochs)
     stop_on_signal = StopOnSignal()
     keep_best_weights = KeepBestWeights(evaluate, metric_name, output_dir, progress, best)
     callbacks = [
+        first_step,  # first: its step's lines are passed on before the other callbacks print
         progress,
         StopOnNaN(args.lr, best_weights_path(output_dir)),
         stop_on_signal,
@@ -698,6 +727,7 @@ def train(model, batches, evaluate, args, metric_name, script):
                         "updates in less memory), or --mixed-precision on a GPU; the best weights so far are kept "
                         "at %s" % best_weights_path(output_dir))
     finally:
+        first_step.release()
         stop_on_signal.restore_handlers()
     shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
     load_best_weights(model, output_dir, script)

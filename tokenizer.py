@@ -16,6 +16,7 @@ Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `to
     >>> tokenizer.tokenize("今天天气不错")
     ['[CLS]', '今', '天', '天', '气', '不', '错', '[SEP]']
 """
+import contextlib
 import os
 import re
 import sys
@@ -30,6 +31,34 @@ START_UP_NOISE = re.compile(
     r"To enable the following instructions:|E\d{4} .*(failed call to cuInit|Unable to register cu\w+ factory))")
 
 
+# TensorFlow's line at the first training step where oneDNN is on without AVX-512 (TF_ENABLE_ONEDNN_OPTS=1
+# on such a CPU): harmless, the int32 ops run in Eigen instead, but it reads like a failure.
+FIRST_STEP_NOISE = re.compile(r"^E\d{4} .*oneDNN supports DT_INT32 only on platforms with AVX-512")
+# Noise is held back unless you set TF_CPP_MIN_LOG_LEVEL yourself (0 shows everything) or TensorFlow was
+# imported before this module (its start-up lines are out already).
+HOLD_BACK_NOISE = "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules
+
+
+@contextlib.contextmanager
+def lines_held_back(noise):
+    """Catch what is written to stderr inside the block, at the file descriptor (TensorFlow's C++ lines
+    do not pass through sys.stderr), then pass on every line that `noise` does not match."""
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines():
+                if not noise.match(line):
+                    print(line, file=sys.stderr)
+
+
 def import_tensorflow_quietly():
     """Import TensorFlow with Keras 2 for keras-bert, holding back its start-up noise.
 
@@ -38,24 +67,13 @@ def import_tensorflow_quietly():
     yourself (0 shows everything) and nothing is held back.
     """
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # keras-bert needs Keras 2: TensorFlow's tf-keras, not Keras 3
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    if not HOLD_BACK_NOISE:
         import tensorflow as tf
         return tf
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # from then on: errors only
-    sys.stderr.flush()
-    saved_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()  # CUDA's probing logs here, once
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
-            held.seek(0)
-            for line in held.read().decode("utf-8", "replace").splitlines():
-                if not START_UP_NOISE.match(line):
-                    print(line, file=sys.stderr)
+    with lines_held_back(START_UP_NOISE):
+        import tensorflow as tf
+        tf.config.list_physical_devices()  # CUDA's probing logs here, once
     return tf
 
 

@@ -18,6 +18,8 @@ only as medians over seeds. Expect about an hour for all three tasks on 2 CPU co
 
     python benchmarks/time_to_accuracy.py                          # tiny random BERT, 3 seeds
     python benchmarks/time_to_accuracy.py --tasks subject --seeds 1,2,3,4,5
+    python benchmarks/time_to_accuracy.py --bert-dir DIR --tasks relation --seeds 1,2 \
+        --flags 'relation=--epochs 4 --lr 2e-4 --min-lr 5e-5 --batch-size 8' --target relation=0.5
 """
 import argparse
 import json
@@ -57,8 +59,9 @@ def relation_data(folder):
     return folder
 
 
-# The targets are what the tiny random BERT reaches in these epochs; with a real checkpoint pass
-# --target TASK=VALUE (the blog's: sentiment 0.955, subject 0.89, relation 0.82).
+# The targets are what the tiny random BERT reaches in these epochs with its learning rates; with a
+# real checkpoint pass --target TASK=VALUE (the blog's: sentiment 0.955, subject 0.89, relation 0.82)
+# and --flags TASK=FLAGS (its epochs and learning rates).
 TASKS = {
     "sentiment": dict(script="sentiment.py", data=sentiment_data, metric="accuracy", target=0.80,
                       flags=["--epochs", "4", "--lr", "5e-4"]),
@@ -83,6 +86,9 @@ def build_parser():
     parser.add_argument("--seeds", default="1,2,3", help="default: %(default)s")
     parser.add_argument("--target", action="append", default=[], metavar="TASK=VALUE",
                         help="the dev metric to reach, e.g. subject=0.89 (default: the tiny BERT's, see TASKS)")
+    parser.add_argument("--flags", action="append", default=[], metavar="TASK=FLAGS",
+                        help="the script's flags for TASK instead of the tiny BERT's, e.g. "
+                        "'sentiment=--epochs 2 --lr 1e-4' (default: see TASKS)")
     parser.add_argument("--json", metavar="FILE", help="also write every run's epochs to FILE")
     return parser
 
@@ -156,11 +162,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     tasks = args.tasks.split(",")
     targets = dict(target.partition("=")[::2] for target in args.target)
-    unknown = (set(tasks) | set(targets)) - set(TASKS)
+    flags = dict(task_flags.partition("=")[::2] for task_flags in args.flags)
+    unknown = (set(tasks) | set(targets) | set(flags)) - set(TASKS)
     if unknown:
         sys.exit("error: unknown task %s; choose from %s" % (", ".join(sorted(unknown)), ", ".join(TASKS)))
     for task, value in targets.items():
         TASKS[task]["target"] = float(value)
+    for task, task_flags in flags.items():
+        TASKS[task]["flags"] = task_flags.split()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     all_runs = []
     with tempfile.TemporaryDirectory(prefix="time_to_accuracy_") as work_dir:

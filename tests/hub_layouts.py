@@ -3,7 +3,8 @@
 The Hugging Face layouts are written as `save_pretrained` writes them: config.json, vocab.txt and
 model.safetensors or pytorch_model.bin, either maybe in shards with their index (a .bin in torch's
 zip or legacy format: by torch when it is installed, else by `torch_pickles`, which writes the
-same bytes).
+same bytes). `write_tokenizer_json` turns such a folder into one that ships tokenizer.json instead
+of vocab.txt, as many Hub repos do.
 """
 import json
 import os
@@ -93,3 +94,25 @@ def write_hub_folder(folder, config, tensors, layout="safetensors", prefix="", l
         json.dump(dict(config, model_type="bert"), writer, indent=2)
     shutil.copyfile(vocab_path, os.path.join(folder, "vocab.txt"))
     return folder
+
+
+def write_tokenizer_json(folder, vocab_path=DEFAULT_VOCAB_PATH, model_type="WordPiece", drop_vocab_txt=True):
+    """tokenizer.json as the tokenizers library saves BERT's fast tokenizer (its model part in full, the
+    rest abridged), with the vocab in reverse id order so that only the ids give the order."""
+    from tokenizer import load_vocab
+
+    vocab = load_vocab(vocab_path)
+    model = {"type": model_type, "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+             "max_input_chars_per_word": 100, "vocab": dict(sorted(vocab.items(), key=lambda item: -item[1]))}
+    if model_type == "BPE":
+        model = {"type": "BPE", "dropout": None, "unk_token": None, "vocab": model["vocab"], "merges": []}
+    tokenizer_json = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+                      "normalizer": {"type": "BertNormalizer", "lowercase": True},
+                      "pre_tokenizer": {"type": "BertPreTokenizer"}, "post_processor": None,
+                      "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True}, "model": model}
+    path = os.path.join(folder, "tokenizer.json")
+    with open(path, "w", encoding="utf-8") as writer:
+        json.dump(tokenizer_json, writer, ensure_ascii=False)
+    if drop_vocab_txt:
+        os.remove(os.path.join(folder, "vocab.txt"))
+    return path

@@ -1,6 +1,7 @@
 """The shared plumbing: padding, bucketed batches, the warmup schedule, atomic weights, data files."""
 import importlib
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -234,3 +235,74 @@ def test_in_a_terminal_progress_is_a_tqdm_bar_not_lines(capsys):
     run_epoch(fine_tuning.ProgressBar(batches, epochs=1, terminal=True), batches, seconds_per_step=1.0)
     err = capsys.readouterr().err
     assert "epoch 1/1:" in err and "50/50" in err and "step 10/50" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow's harmless oneDNN line at the first training step, held back
+# ---------------------------------------------------------------------------------------------
+
+ONEDNN_LINE = ("E0000 00:00:1796265835.023412   14045 util.cc:131] oneDNN supports DT_INT32 only on platforms "
+               "with AVX-512. Falling back to the default Eigen-based implementation if present.")
+REAL_ERROR_LINE = "E0000 00:00:1796265835.1   14045 cuda_dnn.cc:522] Loaded runtime CuDNN library: 8.9.0"
+
+
+def test_the_first_steps_onednn_line_is_held_back_and_every_other_line_passed_on(capfd):
+    first_step = fine_tuning.HoldBackFirstStepNoise(enabled=True)
+    first_step.on_train_batch_begin(0)
+    os.write(2, ("%s\n%s\n" % (ONEDNN_LINE, REAL_ERROR_LINE)).encode())  # as TensorFlow's C++ writes
+    print("epoch 1/1: step 1/9", file=sys.stderr)
+    first_step.on_train_batch_end(0)
+    # (pytest's sys.stderr does not go through the file descriptor, so the two may come in either order)
+    assert sorted(capfd.readouterr().err.splitlines()) == sorted([REAL_ERROR_LINE, "epoch 1/1: step 1/9"])
+    first_step.on_train_batch_begin(1)  # only the first step is held back
+    os.write(2, b"a later line\n")
+    assert capfd.readouterr().err == "a later line\n"
+    first_step.on_train_batch_end(1)
+
+
+def test_a_first_step_that_fails_gives_stderr_back(capfd):
+    first_step = fine_tuning.HoldBackFirstStepNoise(enabled=True)
+    first_step.on_train_batch_begin(0)
+    first_step.release()  # what train() does when the step raises
+    os.write(2, b"the step's traceback\n")
+    assert capfd.readouterr().err == "the step's traceback\n"
+
+
+@pytest.mark.parametrize("log_level, held_back", [(None, True), ("0", False), ("2", False)])
+def test_noise_is_held_back_unless_the_user_sets_the_log_level(log_level, held_back):
+    import subprocess
+
+    from conftest import PROJECT_DIR
+
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    if log_level is not None:
+        environment["TF_CPP_MIN_LOG_LEVEL"] = log_level
+    code = "import tokenizer, fine_tuning; print(fine_tuning.HoldBackFirstStepNoise().enabled)"  # as the scripts
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_DIR,
+                            env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [str(held_back)]
+
+
+def test_a_real_run_holds_back_the_onednn_line_unless_the_user_sets_the_log_level(tiny_checkpoint, tmp_path):
+    import subprocess
+
+    import synthetic
+    from conftest import PROJECT_DIR
+
+    synthetic.write_sentiment(str(tmp_path), 40, seed=1)
+
+    def run_sentiment(**environment):
+        environment = {name: value for name, value in dict(os.environ, **environment).items()
+                       if name != "TF_CPP_MIN_LOG_LEVEL" or "TF_CPP_MIN_LOG_LEVEL" in environment}
+        result = subprocess.run(
+            [sys.executable, "sentiment.py", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out"),
+             "--epochs", "1", "--maxlen", "20"], capture_output=True, text=True, cwd=PROJECT_DIR,
+            env=dict(environment, TF_ENABLE_ONEDNN_OPTS="1"))  # oneDNN on, as where TensorFlow turns it on itself
+        assert result.returncode == 0, result.stderr[-3000:]
+        shutil.rmtree(tmp_path / "out")
+        return result.stderr
+
+    if "oneDNN supports DT_INT32" not in run_sentiment(TF_CPP_MIN_LOG_LEVEL="0"):
+        pytest.skip("TensorFlow prints no oneDNN line on this CPU (it has AVX-512)")
+    assert "oneDNN supports DT_INT32" not in run_sentiment()
