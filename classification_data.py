@@ -19,7 +19,7 @@ import collections
 import json
 import os
 
-from fine_tuning import UserError, read_csv_rows, read_data_file
+from fine_tuning import UserError, read_csv_rows, read_data_file, read_json_lines
 
 # One example: its text or two texts, its label (None in a test file), the label's readable name
 # where the file gives one, the line it came from, and the id of a CLUE test row (for submissions).
@@ -82,7 +82,7 @@ def read_examples(path, columns=None, require_label=True, text_pair=None):
         if columns:
             raise UserError("--columns is for tab- or comma-separated files: the JSON lines of %s name their "
                             "fields" % path)
-        examples = read_json_lines(path)
+        examples = read_json_examples(path)
     else:
         examples = read_table(path, columns, text_pair)
     if not examples:
@@ -98,18 +98,10 @@ def read_examples(path, columns=None, require_label=True, text_pair=None):
     return examples
 
 
-def read_json_lines(path):
+def read_json_examples(path):
     """CLUE's JSON lines: one object a line with sentence or sentence1/sentence2, label, label_desc, id."""
     examples, no_gold = [], 0
-    for line_number, line in enumerate(read_data_file(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            raise UserError("%s line %d: expected one JSON object, %s" % (path, line_number, error))
-        if not isinstance(row, dict):
-            raise UserError("%s line %d: expected one JSON object, found %s" % (path, line_number, type(row).__name__))
+    for line_number, row in read_json_lines(path):
         first = next((name for name in FIRST_TEXT_COLUMNS if name in row), None)
         if first is None:
             raise UserError("%s line %d: expected a text field (%s), found %s"

@@ -286,6 +286,20 @@ def read_csv_rows(path):
             rows.append((line_number, row))
 
 
+def read_json_lines(path):
+    """(line number, object) for each non-blank line of a JSON-lines file."""
+    for line_number, line in enumerate(read_data_file(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as error:  # RecursionError: nested too deep to parse
+            raise UserError("%s line %d: expected one JSON object, got malformed JSON (%s)" % (path, line_number, error))
+        if not isinstance(record, dict):
+            raise UserError("%s line %d: expected a JSON object {...}, got %s" % (path, line_number, type(record).__name__))
+        yield line_number, record
+
+
 def report_truncated(count, total, maxlen, path):
     if count:
         print("%s: %d of %d texts were longer than --maxlen %d and were cut" % (path, count, total, maxlen))

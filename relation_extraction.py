@@ -46,7 +46,7 @@ from tensorflow import keras  # noqa: E402
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
     AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
-    load_best_weights, make_parser, pad, parse_flags, read_data_file, report_truncated, run, set_up_devices, train)
+    load_best_weights, make_parser, pad, parse_flags, read_json_lines, report_truncated, run, set_up_devices, train)
 from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, write_export  # noqa: E402
 
@@ -132,20 +132,6 @@ def spo_value(value):
 def uses_values(records):
     """Whether records (spo_list items or schema lines) wrap objects in {"@value": ...}, as DuIE 2.0 and CMeIE do."""
     return any(isinstance(record.get(key), dict) for record in records for key in ("object", "object_type"))
-
-
-def read_json_lines(path):
-    """(line number, object) for each non-blank line of a JSON-lines file."""
-    for line_number, line in enumerate(read_data_file(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise UserError("%s line %d: expected one JSON object, got malformed JSON (%s)" % (path, line_number, error))
-        if not isinstance(record, dict):
-            raise UserError("%s line %d: expected a JSON object {...}, got %s" % (path, line_number, type(record).__name__))
-        yield line_number, record
 
 
 def read_schemas(path):

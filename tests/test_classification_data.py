@@ -185,6 +185,7 @@ def test_labels_are_saved_and_loaded_and_an_old_run_without_them_is_the_blogs(tm
     ("train.json", '{"sentence": "甲", "label": "1"}\n{"sentence": "乙"}\n',
      r"train\.json line 2: expected a label, as the other lines have, found none"),
     ("train.tsv", "\n\n", r"is empty"),
+    ("train.json", "[" * 100000 + "]" * 100000 + "\n", r"train\.json line 1: expected one JSON object, got malformed JSON"),
 ])
 def test_malformed_files_name_the_line_and_the_expectation(tmp_path, name, content, message):
     path = tmp_path / name
