@@ -56,6 +56,32 @@ def test_time_to_accuracy_reads_the_scripts_epoch_lines_and_finds_the_first_epoc
     assert time_to_accuracy.time_to_target(run, 0.9) == (None, None)
 
 
+def test_time_to_accuracy_runs_each_task_with_the_flags_and_target_given(monkeypatch, capsys):
+    import time_to_accuracy
+
+    commands = []
+
+    def fake_run(command, **kwargs):  # the script's own process, as far as time_to_accuracy can tell
+        commands.append(command)
+        stdout = ("epoch 1: loss 1.0, dev accuracy 0.4000 (best 0.4000, saved), 10.0 s, 100 tokens/s, 1.0% padding\n"
+                  "epoch 2: loss 0.5, dev accuracy 0.6000 (best 0.6000, saved), 12.0 s, 100 tokens/s, 1.0% padding\n")
+        return time_to_accuracy.subprocess.CompletedProcess(command, 0, stdout, "")
+
+    monkeypatch.setattr(time_to_accuracy.subprocess, "run", fake_run)
+    monkeypatch.setitem(time_to_accuracy.TASKS, "sentiment", dict(time_to_accuracy.TASKS["sentiment"]))
+    time_to_accuracy.main(["--tasks", "sentiment", "--seeds", "7", "--bert-dir", "some/bert",
+                           "--flags", "sentiment=--epochs 2 --lr 1e-4", "--target", "sentiment=0.55"])
+    report = capsys.readouterr().out
+    assert len(commands) == 2 and {os.path.basename(command[1]) for command in commands} == {"sentiment.py"}
+    for command in commands:
+        assert command[command.index("--bert-dir") + 1] == "some/bert"
+        assert command[command.index("--seed") + 1] == "7" and command[command.index("--lr") + 1] == "1e-4"
+        assert "5e-4" not in command  # the tiny BERT's learning rate is replaced, not appended to
+    assert {"--bucket" in command for command in commands} == {True, False}
+    assert "target 0.55 (sentiment.py --epochs 2 --lr 1e-4)" in report
+    assert report.count("| 2 | 22 |") == 2  # both runs reach 0.55 at epoch 2, after 10 + 12 s
+
+
 def test_bert_base_row_has_bert_base_shape_and_the_matmul_rate_is_measured():
     from bert_checkpoint import google_variable_shapes
 
