@@ -356,3 +356,26 @@ def test_export_of_a_multi_label_or_pair_model_answers_as_predict_does(run_name,
     assert served.shape == (len(texts), len(labels))
     assert np.allclose(served.max(axis=1), [float(probability) for _, probability, *_ in printed], atol=1e-4)
     assert len(set(np.round(served[:, 0], 3))) > 5  # the model tells the texts apart: the comparison means something
+
+
+@pytest.fixture(scope="module")
+def binary_pairs_run(tiny_checkpoint, tmp_path_factory):
+    """AFQMC-like pairs with 0/1 labels: the blog's sigmoid head reading two texts."""
+    rows = [dict(row, label="1" if row["label"] == "entailment" else "0") for row in pair_examples(140, seed=5)]
+    return train_json_lines(tiny_checkpoint, tmp_path_factory.mktemp("binary_pairs"), rows)
+
+
+def test_export_of_a_0_1_pair_model_answers_as_predict_does(binary_pairs_run, serve_standalone, tmp_path, capsys):
+    flags, _, dev = binary_pairs_run
+    sentiment.main(flags + ["--export", str(tmp_path / "export")])
+    pairs = [(row["sentence1"], row["sentence2"]) for row in dev] + [("好" * 150, "坏" * 60)]
+    outputs = serve_standalone(tmp_path / "export", text=[a for a, _ in pairs], text_b=[b for _, b in pairs])
+    assert outputs["positive_probability"][0] == "float32"
+    predict_file = tmp_path / "pairs.tsv"
+    predict_file.write_text("".join("%s\t%s\n" % pair for pair in pairs), encoding="utf-8")
+    capsys.readouterr()
+    sentiment.main(flags + ["--predict-file", str(predict_file)])
+    printed = [float(line.split("\t")[0]) for line in capsys.readouterr().out.strip().split("\n") if "\t" in line]
+    served = outputs["positive_probability"][1]
+    assert len(printed) == len(pairs) and np.allclose(served, printed, rtol=0, atol=1e-4)
+    assert len(set(np.round(served, 3))) > 5  # the model tells the pairs apart: the comparison means something
