@@ -44,6 +44,7 @@ training file is held out; a labelled test file is scored with the best weights.
 import collections
 import json
 import os
+import reprlib
 
 # First: tokenizer imports TensorFlow as keras-bert needs it (Keras 2), without its start-up noise.
 from tokenizer import OurTokenizer, load_vocab, window_starts
@@ -125,7 +126,7 @@ SCHEMES_OF_PREFIX = {"I": "BIO's or BIOES'", "M": "BMES'"}  # the two prefixes n
 def find_data_files(data_dir, named):
     """{split: path or None} for train, dev and test: each file named by its flag (`named`), the others
     under the names of the layout whose training file is in data_dir (or is the named training file)."""
-    for layout, names in LAYOUTS.items():
+    for names in LAYOUTS.values():
         if named["train"]:
             if os.path.basename(named["train"]) not in names["train"]:
                 continue
@@ -177,12 +178,12 @@ def cluener_entities(label, text, path, line_number):
             raise UserError("%s line %d: %s, found type %s" % (path, line_number, expected, shorten(entity_type)))
         for entity, spans in mentions.items():
             if not isinstance(spans, list):
-                raise UserError("%s line %d: %s, found %s for %s" % (path, line_number, expected, shorten(str(spans)),
+                raise UserError("%s line %d: %s, found %s for %s" % (path, line_number, expected, reprlib.repr(spans),
                                                                    shorten(entity)))
             for span in spans:
                 if not (isinstance(span, list) and len(span) == 2 and all(type(offset) is int for offset in span)):
                     raise UserError("%s line %d: %s, found %s for %s" % (path, line_number, expected,
-                                                                       shorten(str(span)), shorten(entity)))
+                                                                       reprlib.repr(span), shorten(entity)))
                 start, end = span
                 if not 0 <= start <= end < len(text):
                     raise UserError("%s line %d: %s %s at [%d, %d] lies outside the text of %d characters"
@@ -555,7 +556,7 @@ def predict_entities(model, tokenizer, texts, types, maxlen, stride, batch_size,
         starts = window_starts(len(text), maxlen, stride)
         its_tags = window_tags[first:first + len(starts)]
         first += len(starts)
-        owners = window_owners(len(text), starts, maxlen)
+        owners = window_owners(len(text), starts, maxlen)  # the window where each character is farthest from an edge
         offsets = np.cumsum([0] + [len(tags) for tags in its_tags])[owners]
         flat = np.concatenate(its_tags)
         character_tags = flat[offsets + np.arange(len(text)) - np.asarray(starts)[owners]]

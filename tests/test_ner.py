@@ -48,7 +48,7 @@ def test_cluener_lines_become_texts_with_end_exclusive_offsets_and_test_lines_ke
                                    [("organization", 1, 5), ("scene", 14, 17)], None, False)
     # {"movie": {"白鹭洲": [[3, 5]]}, "address": {"昆明天河区": [[8, 12]]}, "name": {"郑凯": [[21, 22]]}}
     assert train[1].entities == [("movie", 3, 6), ("address", 8, 13), ("name", 21, 23)]
-    assert all(text[start:end] for text, entities in [(e.text, e.entities) for e in train] for _, start, end in entities)
+    assert all(example.text[start:end] for example in train for _, start, end in example.entities)
     test = ner.read_examples(sample("cluener", "test.json"))
     assert test[0] == ner.Example(1, "电影《无声之城》在郑州新城区举行首映礼，导演周婷到场。", None, 0, False)
     assert [example.id for example in test] == list(range(100))
@@ -83,12 +83,15 @@ def test_weibo_digits_are_dropped_and_its_types_keep_their_nam_and_nom():
     assert types == {"PER.NAM", "PER.NOM", "GPE.NAM", "LOC.NAM", "LOC.NOM", "ORG.NAM", "ORG.NOM"}
 
 
-def test_resume_bmes_reads_single_character_entities_from_s_tags():
+def test_resume_bmes_reads_m_tags_inside_entities_and_single_character_entities_from_s_tags():
     examples = ner.read_examples(sample("resume", "train.char.bmes"))
+    lines = open(sample("resume", "train.char.bmes"), encoding="utf-8").read().split("\n")
+    assert lines[:3] == ["吴 B-NAME", "浩 M-NAME", "然 E-NAME"] and examples[0].entities[0] == ("NAME", 0, 3)
+    assert lines[12:17] == ["市 B-ORG", "作 M-ORG", "家 M-ORG", "协 M-ORG", "会 E-ORG"]
+    assert examples[0].entities[2] == ("ORG", 12, 17)
     example = next(example for example in examples if example.line == 159)
     assert example.text == "张伟，男，壮族，湘籍，上海人。"
     assert example.entities == [("NAME", 0, 2), ("RACE", 5, 7), ("LOC", 8, 9), ("LOC", 11, 13)]
-    lines = open(sample("resume", "train.char.bmes"), encoding="utf-8").read().split("\n")
     assert lines[159 - 1 + 8] == "湘 S-LOC" and lines[159 - 1 + 11:159 - 1 + 13] == ["上 B-LOC", "海 E-LOC"]
 
 
@@ -141,9 +144,9 @@ def all_paths(scores, transitions, length):
 @pytest.fixture
 def crf_case():
     rng = np.random.default_rng(7)
-    scores = rng.normal(size=(4, 5, 3)).astype(np.float32) * 2
+    scores = rng.normal(size=(12, 5, 3)).astype(np.float32) * 2
     transitions = rng.normal(size=(3, 3)).astype(np.float32) * 2
-    return scores, transitions, np.array([5, 3, 1, 0], np.int32)
+    return scores, transitions, np.array([5, 4, 3, 2, 1, 0, 5, 3, 1, 2, 4, 3], np.int32)
 
 
 def test_crf_log_partition_is_the_log_sum_over_every_path_and_the_path_score_each_paths_score(crf_case):
@@ -153,7 +156,7 @@ def test_crf_log_partition_is_the_log_sum_over_every_path_and_the_path_score_eac
         path_scores = [score for score, _ in all_paths(scores[row], transitions, length)]
         assert log_partition[row] == pytest.approx(np.logaddexp.reduce(path_scores) if length else 0.0, rel=1e-5)
     rng = np.random.default_rng(1)
-    tags = rng.integers(0, 3, size=(4, 5)).astype(np.int32)
+    tags = rng.integers(0, 3, size=(12, 5)).astype(np.int32)
     path_scores = ner.crf_path_score(scores, tags, lengths, transitions).numpy()
     for row, length in enumerate(lengths):
         expected = dict((path, score) for score, path in all_paths(scores[row], transitions, length))
@@ -193,6 +196,7 @@ def test_strong_transitions_overrule_the_per_character_best_tags():
     ("B-ORG M-ORG E-ORG S-LOC O", [("ORG", 0, 3), ("LOC", 3, 4)]),  # BMES
     ("B-ORG I-ORG E-ORG S-LOC B-PER E-PER", [("ORG", 0, 3), ("LOC", 3, 4), ("PER", 4, 6)]),  # BIOES
     ("O E-LOC M-LOC", [("LOC", 1, 2), ("LOC", 2, 3)]),  # an E- after O is a one-character entity
+    ("S-LOC S-LOC E-LOC", [("LOC", 0, 1), ("LOC", 1, 2), ("LOC", 2, 3)]),  # S- and E- end their entity
     ("B-PER.NAM I-PER.NAM I-PER.NOM", [("PER.NAM", 0, 2), ("PER.NOM", 2, 3)]),
     ("I-PER", [("PER", 0, 1)]),
     ("", []),
@@ -445,7 +449,7 @@ def test_help_lists_the_shared_flags_and_ner_s_own():
                  "--batch-size", "--maxlen", "--stride", "--lr", "--seed", "--export", "--resume", "--bucket",
                  "--accumulate", "--mixed-precision", "--xla", "--strategy", "--predict", "--predict-file",
                  "--submission", "--crf"):
-        assert flag in result.stdout
+        assert re.search(r"^  %s\b" % flag, result.stdout, re.M), flag  # listed as a flag, not only named
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,7 +488,9 @@ DEEP = "[" * 100000 + "]" * 100000
     ({"train.json": ['{"text": "张伟", "label": {"name": {"张伟": [[0, 1]]}}}'],
       "dev.json": ['{"text": "上海", "label": {"address": {"上海": [[0, 1]]}}}']},
      r"dev\.json line 1: entity type 'address' never occurs in the training file"),
-])
+], ids=["tag_outside_schemes", "tag_without_prefix", "mixed_schemes", "character_without_tag", "two_characters",
+        "dev_type_unknown", "empty_file", "blank_file", "cluener_outside_text", "cluener_misspelled",
+        "cluener_span_shape", "cluener_label_missing", "deep_json", "cluener_dev_type_unknown"])
 def test_bad_input_is_one_error_line_naming_the_file_and_line(files, message, tiny_checkpoint, tmp_path, capsys):
     for name, lines in files.items():
         write_lines(tmp_path / name, lines) if lines else (tmp_path / name).write_text("", encoding="utf-8")

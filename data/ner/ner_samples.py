@@ -69,10 +69,12 @@ def fill_template(template, rng, values, types):
 
 
 def sentences(templates, types, count, rng, values, long_every=0):
-    """`count` (text, entities); with long_every, every such sentence joins twelve templates (hundreds of characters)."""
+    """`count` (text, entities); with long_every, every such sentence joins twelve templates (hundreds of
+    characters)."""
     made = []
     for i in range(count):
-        parts = rng.choices(templates, k=12) if long_every and i % long_every == long_every - 1 else [rng.choice(templates)]
+        long = long_every and i % long_every == long_every - 1
+        parts = rng.choices(templates, k=12) if long else [rng.choice(templates)]
         text, entities = "", []
         for part in parts:
             part_text, part_entities = fill_template(part, rng, values, types)
