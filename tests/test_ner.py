@@ -360,6 +360,18 @@ def test_a_run_prints_each_epoch_ends_with_best_dev_f1_and_writes_the_wrong_dev_
         assert line == "1" and text == "李娜去了上海" and text[int(start):int(end)] == entity
 
 
+@pytest.mark.parametrize("folder, train_texts", [("peoples_daily", 120), ("msra", 108), ("weibo", 100), ("resume", 100)])
+def test_each_tagged_layout_trains_from_its_own_file_names_and_scores_its_test_file(folder, train_texts,
+                                                                                     tiny_checkpoint, tmp_path, capsys):
+    ner.main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", sample(folder), "--output-dir", str(tmp_path),
+              "--epochs", "1", "--maxlen", "64"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "train: %d texts" % train_texts in "\n".join(lines)  # MSRA has no dev file: a tenth of 120 is held out
+    assert re.fullmatch(r"test f1 with the best dev weights: [01]\.\d{4}", lines[-2])
+    assert re.fullmatch(r"best dev f1: [01]\.\d{4}", lines[-1])
+    assert os.path.isfile(tmp_path / "test_report.txt")
+
+
 # ---------------------------------------------------------------------------------------------
 # Prediction, submission and the export
 # ---------------------------------------------------------------------------------------------
