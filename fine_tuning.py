@@ -85,6 +85,10 @@ def make_parser(doc, settings):
     if "min_lr" in settings:
         parser.add_argument("--min-lr", type=float, default=settings["min_lr"],
                             help="learning rate from the third epoch on (default: %(default)s)")
+    if "stride" in settings:
+        parser.add_argument("--stride", type=int, default=settings["stride"],
+                            help="a text longer than --maxlen is read in windows of --maxlen characters, one "
+                            "starting every STRIDE characters (default: half of --maxlen)")
     parser.add_argument("--seed", type=int, default=settings["seed"],
                         help="fixes the data split, batch order and initial weights (default: %(default)s)")
     parser.add_argument("--export", metavar="DIR",
@@ -132,12 +136,14 @@ def parse_flags(parser, argv, tiny_bert_settings):
         for name, value in demo_settings.items():
             setattr(args, name, value)
         print_tiny_banner(demo_settings)
+    if "stride" in vars(args) and args.stride is None:
+        args.stride = max(1, args.maxlen // 2)
     keras.utils.set_random_seed(args.seed)
     return args, checkpoint
 
 
 # Each flag's possible values, by the flag's name in args; a script checks the flags it has.
-AT_LEAST_ONE = ("epochs", "batch_size", "maxlen", "accumulate")
+AT_LEAST_ONE = ("epochs", "batch_size", "maxlen", "accumulate", "stride")
 AT_LEAST_ZERO = ("min_lr", "seed", "max_span")  # 0 is a real choice: decay to 0, seed 0, --max-span 0 (no limit)
 PROBABILITIES = ("start_threshold", "end_threshold")
 FOLDERS = ("bert_dir", "data_dir", "output_dir", "export")
@@ -164,6 +170,9 @@ def check_flags(args):
             raise UserError("%s %s is a folder, not a file" % (flag, value))
         if name in FILES and not os.path.exists(value):
             raise UserError("%s %s not found" % (flag, value))
+    if getattr(args, "stride", None) is not None and args.stride > args.maxlen:
+        raise UserError("--stride %d would skip characters between windows of --maxlen %d: give at most %d"
+                        % (args.stride, args.maxlen, args.maxlen))
 
 
 def describe_devices(strategy="one-device"):

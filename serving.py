@@ -128,6 +128,14 @@ def pair_lengths_in_graph(first_length, second_length, maxlen):
     return tf.where(fits, first_length, kept_first), tf.where(fits, second_length, kept_second)
 
 
+def window_starts_in_graph(lengths, maxlen, stride):
+    """tokenizer.window_starts in TensorFlow ops: ragged [batch, windows] starts for a batch of text lengths."""
+    lengths = tf.cast(lengths, tf.int32)
+    overflow = tf.maximum(lengths - maxlen, 0)
+    counts = tf.where(lengths <= maxlen, 1, (overflow + stride - 1) // stride + 1)
+    return tf.minimum(tf.ragged.range(counts) * stride, overflow[:, None])
+
+
 # ---------------------------------------------------------------------------------------------
 # What the three exports share
 # ---------------------------------------------------------------------------------------------

@@ -134,3 +134,14 @@ def pair_lengths(first_length, second_length, maxlen):
         return first_length, second_length
     return (min(first_length, max(maxlen - second_length, (maxlen + 1) // 2)),
             min(second_length, max(maxlen - first_length, maxlen // 2)))
+
+
+def window_starts(length, maxlen, stride):
+    """Where the windows over a text of `length` characters start, each window `maxlen` characters.
+
+    One window at 0 when the text fits; otherwise a window every `stride` characters, the last one
+    moved back to end with the text, so that every window is whole and every character is in one
+    (SQuAD's doc_stride, with `stride` <= `maxlen`). serving.py computes the same in the graph.
+    """
+    count = 1 if length <= maxlen else -(-(length - maxlen) // stride) + 1
+    return [min(i * stride, max(length - maxlen, 0)) for i in range(count)]

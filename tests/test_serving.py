@@ -133,3 +133,12 @@ def test_a_failed_export_leaves_no_half_written_folder_and_the_previous_export_w
     assert sorted(os.listdir(export_dir)) == before
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     assert serve(x=tf.constant([1.0]))["y"].numpy().tolist() == [2.0]
+
+
+def test_in_graph_windows_start_where_the_scripts_windows_start():
+    from tokenizer import window_starts
+
+    lengths = list(range(0, 80))
+    for maxlen, stride in ((1, 1), (5, 2), (8, 8), (10, 3), (16, 5)):
+        assert serving.window_starts_in_graph(tf.constant(lengths), maxlen, stride).to_list() == [
+            window_starts(length, maxlen, stride) for length in lengths], (maxlen, stride)

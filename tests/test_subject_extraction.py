@@ -8,6 +8,7 @@ import pytest
 import subject_extraction as se
 import synthetic
 from fine_tuning import UserError, best_weights_path, parse_flags
+from tokenizer import DEFAULT_VOCAB_PATH
 
 
 def write_csv(path, rows, bom=False):
@@ -31,34 +32,44 @@ def test_joined_sequence_is_cls_prefix_text_sep_and_text_start_is_the_first_text
 
 def test_answer_is_the_first_occurrence_of_an_entity_named_twice(tokenizer):
     example = se.Example("1", "据报道，华信发布公告称，华信被调查", "涉嫌违法", "华信")
-    encoded = [se.encode(tokenizer, example.event_type, example.text)]
+    windows = se.encode_questions(tokenizer, [example], 128, 64, "train")
     # prefix ___涉嫌违法___ is 10 characters, so the text starts at token 11; 华 is its 5th character
-    assert se.answer_positions(encoded, [example], 128, "train") == {0: (15, 16)}
+    assert se.answer_positions(windows, [example], 128, "train") == [(0, 15, 16)]
 
 
 def test_a_space_in_the_text_stays_one_token_so_positions_still_match_characters(tokenizer):
     example = se.Example("1", "ST 华信被罚", "涉嫌违法", "ST 华信")
-    encoded = [se.encode(tokenizer, example.event_type, example.text)]
-    token_ids, _, text_start = encoded[0]
+    windows = se.encode_questions(tokenizer, [example], 128, 64, "train")
+    token_ids, text_start = windows[0].token_ids, windows[0].text_start
     assert token_ids[text_start + 2] == tokenizer._token_dict["[unused1]"]
     assert len(token_ids) == 1 + 10 + len(example.text) + 1
-    assert se.answer_positions(encoded, [example], 128, "train") == {0: (11, 15)}
+    assert se.answer_positions(windows, [example], 128, "train") == [(0, 11, 15)]
 
 
-def test_an_entity_cut_off_by_maxlen_is_not_trained_on_and_is_counted(tokenizer, capsys):
-    examples = [se.Example("1", "华信被罚", "涉嫌违法", "华信"), se.Example("2", "据报道，华信被罚", "涉嫌违法", "华信")]
-    encoded = se.encode_questions(tokenizer, examples, 5, "train")
-    assert se.answer_positions(encoded, examples, 5, "train") == {0: (11, 12)}
-    output = capsys.readouterr().out
-    assert "1 of 2 texts were longer than --maxlen 5" in output
-    assert "1 entities lie beyond --maxlen 5" in output
+def test_a_text_longer_than_maxlen_is_read_in_windows_and_an_entity_past_the_cut_is_trained_on(tokenizer, capsys):
+    examples = [se.Example("1", "华信被罚", "涉嫌违法", "华信"), se.Example("2", "据报道，今日华信被罚", "涉嫌违法", "华信")]
+    windows = se.encode_questions(tokenizer, examples, 5, 3, "train")
+    assert [(window.question, window.offset) for window in windows] == [(0, 0), (1, 0), (1, 3), (1, 5)]
+    assert [tokenizer.decode(window.token_ids)[10:] for window in windows] == [
+        list("华信被罚"), list("据报道，今"), list("，今日华信"), list("日华信被罚")]
+    # 华信 is characters 6-7: in the windows from 3 (their 4th-5th) and from 5 (2nd-3rd), not in the first
+    assert se.answer_positions(windows, examples, 5, "train") == [(0, 11, 12), (2, 14, 15), (3, 12, 13)]
+    assert "1 of 2 texts are longer than --maxlen 5: read in windows (4 windows for 2 questions)" in (
+        capsys.readouterr().out)
+
+
+def test_an_entity_longer_than_the_windows_overlap_in_no_window_whole_is_counted(tokenizer, capsys):
+    examples = [se.Example("1", "今日华信集团被罚", "涉嫌违法", "华信集团")]
+    windows = se.encode_questions(tokenizer, examples, 5, 5, "train")  # windows 今日华信集, 信集团被罚
+    assert se.answer_positions(windows, examples, 5, "train") == []
+    assert "1 entities lie across every window's edge" in capsys.readouterr().out
 
 
 def test_batches_are_padded_to_their_longest_sequence_with_one_hot_start_and_end(tokenizer):
     examples = [se.Example("1", "华信被罚", "涉嫌违法", "华信"), se.Example("2", "因故，金鹰科技被罚", "涉嫌违法", "金鹰科技")]
-    encoded = se.encode_questions(tokenizer, examples, 128, "train")
-    positions = se.answer_positions(encoded, examples, 128, "train")
-    (token_ids, segment_ids, start, end), = se.make_batch(encoded, positions, [1, 0])
+    windows = se.encode_questions(tokenizer, examples, 128, 64, "train")
+    positions = se.answer_positions(windows, examples, 128, "train")
+    (token_ids, segment_ids, start, end), = se.make_batch(windows, [positions[1], positions[0]])
     assert token_ids.shape == segment_ids.shape == start.shape == end.shape == (2, 21)
     assert token_ids[1, 16:].tolist() == [0] * 5
     assert np.argmax(start, 1).tolist() == [14, 11] and np.argmax(end, 1).tolist() == [17, 12]
@@ -91,17 +102,33 @@ def test_a_row_with_too_few_columns_is_an_error_naming_the_file_and_its_line(tmp
         se.read_labelled(str(path))
 
 
-def test_rows_whose_entity_is_not_in_the_text_are_skipped_and_counted(tmp_path, capsys):
+def test_rows_whose_entity_is_not_in_the_text_are_kept_counted_and_never_trained_on(tmp_path, tokenizer, capsys):
     path = write_csv(tmp_path / "train.csv", [
         ["1", "华信被罚", "涉嫌违法", "华信"], ["2", "华信被罚", "涉嫌违法", "华信集团"], ["3", "华信被罚", "涉嫌违法", ""]])
-    assert [example.id for example in se.read_labelled(path)] == ["1"]
-    assert "2 rows skipped because their entity does not occur in their text (lines 2, 3)" in capsys.readouterr().out
+    examples = se.read_labelled(path)
+    assert [example.id for example in examples] == ["1", "2", "3"]
+    output = capsys.readouterr().out
+    assert "3 rows with a subject" in output
+    assert "2 rows name a subject that does not occur in their text (lines 2, 3)" in output
+    windows = se.encode_questions(tokenizer, examples, 128, 64, "train")
+    assert [windows[w].question for w, _, _ in se.answer_positions(windows, examples, 128, "train")] == [0]
 
 
-def test_a_file_with_nothing_left_after_skipping_is_an_error(tmp_path):
-    path = write_csv(tmp_path / "train.csv", [["1", "华信开会", "其他", ""], ["2", "华信被罚", "涉嫌违法", "金鹰"]])
+def test_dev_accuracy_counts_every_question_a_subject_not_in_its_text_as_wrong():
+    gold = ["华信", "金鹰科技", "华信集团"]  # the third does not occur in its text: no span can equal it
+    assert se.accuracy(["华信", "金鹰科技", "华信"], gold) == pytest.approx(2 / 3)
+
+
+def test_a_file_without_a_subject_is_an_error_and_one_whose_subjects_are_not_in_their_texts_trains_nothing(
+        tmp_path, tiny_checkpoint):
+    path = write_csv(tmp_path / "train.csv", [["1", "华信开会", "其他", ""]])
     with pytest.raises(UserError, match=r"train\.csv has no row"):
         se.read_labelled(path)
+    write_csv(tmp_path / se.TRAIN_FILE_NAME, [["1", "华信开会", "其他", ""], ["2", "华信被罚", "涉嫌违法", "金鹰"]])
+    dev = write_csv(tmp_path / "dev.csv", [["3", "华信被罚", "涉嫌违法", "华信"]])
+    with pytest.raises(UserError, match=r"no training question has its subject in its text"):
+        se.main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(tmp_path), "--dev-file", dev,
+                 "--output-dir", str(tmp_path / "out")])
 
 
 def test_dev_is_a_fixed_one_in_nine_of_the_training_rows(tmp_path):
@@ -133,9 +160,9 @@ def test_decoder_takes_the_best_pair_with_end_not_before_start_not_two_argmaxes(
     start = np.array([0, 0, 0, 5, 0, 9, 0, 0], float)
     end = np.array([0, 0, 0, 8, 4, 0, 0, 0], float)
     # Independent argmaxes give start 5, end 3; the best pair with end >= start is (3, 3): 5 + 8.
-    assert se.best_span(start, end, 1, 7) == (3, 3)
+    assert se.best_span(start, end, 1, 7)[:2] == (3, 3)
     end[6] = 5  # now (5, 6) scores 9 + 5 = 14 > 13
-    assert se.best_span(start, end, 1, 7) == (5, 6)
+    assert se.best_span(start, end, 1, 7)[:2] == (5, 6)
 
 
 def test_decoder_never_returns_the_prefix_cls_sep_or_padding():
@@ -143,15 +170,15 @@ def test_decoder_never_returns_the_prefix_cls_sep_or_padding():
     end = np.full(12, -1.0)
     start[[0, 2, 9, 10, 11]] = end[[0, 2, 9, 10, 11]] = 100  # [CLS], prefix, [SEP], padding
     start[6], end[7] = 1, 1
-    assert se.best_span(start, end, 4, 9) == (6, 7)
+    assert se.best_span(start, end, 4, 9)[:2] == (6, 7)
 
 
 def test_max_span_limits_the_entity_length():
     start = np.array([0, 3, 0, 0, 0, 0], float)
     end = np.array([0, 0, 1, 0, 0, 4], float)
-    assert se.best_span(start, end, 1, 6) == (1, 5)
-    assert se.best_span(start, end, 1, 6, max_span=3) == (1, 2)
-    assert se.best_span(start, end, 1, 6, max_span=1) == (5, 5)  # one character: 0 + 4 beats 3 + 0
+    assert se.best_span(start, end, 1, 6)[:2] == (1, 5)
+    assert se.best_span(start, end, 1, 6, max_span=3)[:2] == (1, 2)
+    assert se.best_span(start, end, 1, 6, max_span=1)[:2] == (5, 5)  # one character: 0 + 4 beats 3 + 0
 
 
 class FixedLogits:
@@ -171,9 +198,35 @@ class FixedLogits:
 
 def test_predicted_spans_are_cut_from_the_original_characters(tokenizer):
     examples = [se.Example("1", "ST 华信被罚", "违法", None), se.Example("2", "据报道，Ａ公司造假", "财务造假", None)]
-    encoded = se.encode_questions(tokenizer, examples, 128, "eval")
-    spans = {tuple(encoded[0][0]): (9, 13), tuple(encoded[1][0]): (15, 17)}  # 9 = 1 + len("___违法___")
-    assert se.predict_entities(FixedLogits(spans), encoded, examples, 128, 1, 0) == ["ST 华信", "Ａ公司"]
+    windows = se.encode_questions(tokenizer, examples, 128, 64, "eval")
+    spans = {tuple(windows[0].token_ids): (9, 13), tuple(windows[1].token_ids): (15, 17)}  # 9 = 1 + len("___违法___")
+    assert se.predict_entities(FixedLogits(spans), windows, examples, 128, 1, 0) == ["ST 华信", "Ａ公司"]
+
+
+def pointer_model(start_id, end_id):
+    """A stand-in for a trained model: start logit 10 wherever the token is start_id, end logit 10 at end_id."""
+    token_ids, segment_ids = se.keras.layers.Input((None,)), se.keras.layers.Input((None,))
+
+    def logits_at(token_id):
+        return se.keras.layers.Lambda(lambda ids: 10.0 * se.tf.cast(se.tf.equal(ids, token_id), "float32"))(token_ids)
+
+    return se.keras.Model([token_ids, segment_ids], [logits_at(start_id), logits_at(end_id)])
+
+
+def test_an_entity_past_maxlen_is_found_in_its_window_by_predict_and_by_the_export_alike(tokenizer):
+    far = "据报道，" + "，" * 150 + "华信被罚"  # 华信 at characters 154-155, past the first 128
+    twice = "华信被罚，" + "，" * 150 + "华信被罚"  # a tie between windows: the earliest wins
+    examples = [se.Example("1", far, "涉嫌违法", None), se.Example("2", twice, "涉嫌违法", None),
+                se.Example("3", "华信被罚", "涉嫌违法", None)]
+    model = pointer_model(tokenizer._token_dict["华"], tokenizer._token_dict["信"])
+    windows = se.encode_questions(tokenizer, examples, 128, 64, "--predict")
+    assert se.predict_entities(model, windows, examples, 128, 8, se.MAX_SPAN) == ["华信"] * 3
+
+    serving = se.SubjectServing([model], DEFAULT_VOCAB_PATH, 128, 64, se.MAX_SPAN)
+    answers = serving.serve(event_type=se.tf.constant([e.event_type for e in examples]),
+                            text=se.tf.constant([e.text for e in examples]))
+    assert [entity.decode() for entity in answers["entity"].numpy()] == ["华信"] * 3
+    assert answers["start"].numpy().tolist() == [154, 0, 0] and answers["end"].numpy().tolist() == [156, 2, 2]
 
 
 def test_result_file_has_one_quoted_id_entity_line_per_row(tmp_path):
@@ -192,19 +245,18 @@ def test_tiny_model_learns_to_point_at_company_names_within_a_few_epochs(tiny_ch
     se.keras.utils.set_random_seed(0)
     write_csv(tmp_path / se.TRAIN_FILE_NAME, synthetic.subject_examples(800, seed=5))
     data = se.load_data(str(tmp_path), None, seed=0)
-    encoded = {name: se.encode_questions(tokenizer, data[name], 128, name) for name in ("train", "dev")}
-    positions = se.answer_positions(encoded["train"], data["train"], 128, "train")
-    trainable = sorted(positions)
+    windows = {name: se.encode_questions(tokenizer, data[name], 128, 64, name) for name in ("train", "dev")}
+    positions = se.answer_positions(windows["train"], data["train"], 128, "train")
     batches = se.TrainingBatches(
-        [len(encoded["train"][i][0]) for i in trainable],
-        lambda indices: se.make_batch(encoded["train"], positions, [trainable[i] for i in indices]),
+        [len(windows["train"][w].token_ids) for w, _, _ in positions],
+        lambda indices: se.make_batch(windows["train"], [positions[i] for i in indices]),
         se.BATCH_SIGNATURE, batch_size=32, seed=0)  # random batches: the scripts' default
     model, train_model = se.build_model(tiny_checkpoint)
     train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 1e-3, len(batches))))
 
     def dev_accuracy():
-        predicted = se.predict_entities(model, encoded["dev"], data["dev"], 128, 64, se.MAX_SPAN)
-        return se.exact_match(predicted, [example.entity for example in data["dev"]])
+        predicted = se.predict_entities(model, windows["dev"], data["dev"], 128, 64, se.MAX_SPAN)
+        return se.accuracy(predicted, [example.entity for example in data["dev"]])
 
     untrained = dev_accuracy()
     # What a model that finds the companies but ignores the event type would reach: one of the
@@ -276,8 +328,8 @@ def test_export_answers_raw_text_without_keras_bert_as_predict_does(
     # What --predict does for each question: the best weights, one question a batch, the script's decoder.
     model, train_model = se.build_model(tiny_checkpoint)
     se.load_best_weights(train_model, flags[3], "subject_extraction.py")
-    encoded = se.encode_questions(tokenizer, questions, 128, "--predict")
-    assert entities == se.predict_entities(model, encoded, questions, 128, 1, se.MAX_SPAN)
+    windows = se.encode_questions(tokenizer, questions, 128, 64, "--predict")
+    assert entities == se.predict_entities(model, windows, questions, 128, 1, se.MAX_SPAN)
     assert len(set(entities)) > 5  # the model tells the questions apart: the comparison means something
     capsys.readouterr()
     se.main(flags + ["--predict", questions[-2].event_type, questions[-2].text])

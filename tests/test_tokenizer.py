@@ -170,3 +170,18 @@ def test_a_pair_is_cut_as_googles_run_classifier_cuts_it_longer_text_first():
             for maxlen in range(1, 30):
                 assert pair_lengths(first_length, second_length, maxlen) == google_truncate_seq_pair(
                     first_length, second_length, maxlen), (first_length, second_length, maxlen)
+
+
+def test_windows_cover_every_character_whole_windows_a_stride_apart_the_last_ending_with_the_text():
+    from tokenizer import window_starts
+
+    assert window_starts(0, 128, 64) == window_starts(128, 128, 64) == [0]
+    assert window_starts(300, 128, 64) == [0, 64, 128, 172]
+    for length in range(0, 60):
+        for maxlen in range(1, 12):
+            for stride in range(1, maxlen + 1):
+                starts = window_starts(length, maxlen, stride)
+                covered = {start + i for start in starts for i in range(maxlen) if start + i < length}
+                assert covered == set(range(length)), (length, maxlen, stride)
+                assert starts[0] == 0 and starts[-1] == max(length - maxlen, 0)
+                assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:])), (length, maxlen, stride)
