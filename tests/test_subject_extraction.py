@@ -76,6 +76,16 @@ def test_batches_are_padded_to_their_longest_sequence_with_one_hot_start_and_end
     assert start.sum() == end.sum() == 2
 
 
+def test_the_end_loss_ranks_every_position_also_those_before_the_gold_start():
+    start, end = np.zeros((1, 6), np.float32), np.zeros((1, 6), np.float32)
+    start[0, 3] = end[0, 4] = 1
+    start_logits, end_logits = np.zeros((1, 6), np.float32), np.zeros((1, 6), np.float32)
+    even = float(se.pointer_loss(start, end, start_logits, end_logits))
+    assert even == pytest.approx(2 * np.log(6), rel=1e-5)  # both softmaxes over all six positions
+    end_logits[0, 1] = 5.0  # an end before the gold start that best_span could pair with an earlier start
+    assert float(se.pointer_loss(start, end, start_logits, end_logits)) > even + 3
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading the contest's CSV files
 # ---------------------------------------------------------------------------------------------
