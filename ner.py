@@ -55,8 +55,8 @@ from tensorflow import keras  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, make_parser, pad,
-    parse_flags, prediction_batches, read_data_file, read_json_lines, run, set_up_devices, train)
+    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, head_initializer, load_best_weights,
+    make_parser, pad, parse_flags, prediction_batches, read_data_file, read_json_lines, run, set_up_devices, train)
 from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, window_starts_in_graph, write_export  # noqa: E402
 
@@ -506,8 +506,8 @@ def build_model(checkpoint, num_tags, crf=False, accumulate=1):
     x = keras.layers.Lambda(lambda x: x[:, 1:-1], name="characters")(x)
     lengths = keras.layers.Lambda(character_counts, name="lengths")(token_ids)
     # The head computes in float32 even under --mixed-precision, so that the loss stays exact.
-    scores = keras.layers.Dense(num_tags, activation=None if crf else "softmax", dtype="float32",
-                                name="tag_scores")(x)
+    scores = keras.layers.Dense(num_tags, activation=None if crf else "softmax", kernel_initializer=head_initializer(),
+                                dtype="float32", name="tag_scores")(x)
     if crf:
         crf_layer = ConditionalRandomField(num_tags, dtype="float32", name="crf")
         tags = crf_layer([scores, lengths])

@@ -45,8 +45,9 @@ from tensorflow import keras  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
-    load_best_weights, make_parser, pad, parse_flags, read_json_lines, report_truncated, run, set_up_devices, train)
+    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, head_initializer,
+    load_best_weights, make_parser, pad, parse_flags, prediction_batches, read_json_lines, report_truncated, run,
+    set_up_devices, train)
 from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, write_export  # noqa: E402
 
@@ -308,16 +309,20 @@ def build_models(checkpoint, num_predicates, accumulate=1):
 
     t = bert([token_ids, segment_ids])
     # The heads compute in float32 even under --mixed-precision, so that the losses stay exact.
-    subject_starts = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="subject_start")(t)
-    subject_ends = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="subject_end")(t)
+    subject_starts = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=head_initializer(), dtype="float32",
+                                        name="subject_start")(t)
+    subject_ends = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=head_initializer(), dtype="float32",
+                                      name="subject_end")(t)
     subject_model = keras.Model([token_ids, segment_ids], [subject_starts, subject_ends])
 
     k1v = keras.layers.Lambda(gather_vectors, name="k1_vector")([t, k1])
     k2v = keras.layers.Lambda(gather_vectors, name="k2_vector")([t, k2])
     kv = keras.layers.Average()([k1v, k2v])
     t = keras.layers.Add()([t, kv])
-    object_starts = keras.layers.Dense(num_predicates, activation="sigmoid", dtype="float32", name="object_start")(t)
-    object_ends = keras.layers.Dense(num_predicates, activation="sigmoid", dtype="float32", name="object_end")(t)
+    object_starts = keras.layers.Dense(num_predicates, activation="sigmoid", kernel_initializer=head_initializer(),
+                                       dtype="float32", name="object_start")(t)
+    object_ends = keras.layers.Dense(num_predicates, activation="sigmoid", kernel_initializer=head_initializer(),
+                                     dtype="float32", name="object_end")(t)
     object_model = keras.Model([token_ids, segment_ids, k1, k2], [object_starts, object_ends])
 
     # keras.Model, plus gradient accumulation (--accumulate) weighted by real tokens, as the loss is
@@ -578,8 +583,8 @@ def main(argv=None):
     strategy = set_up_devices(args)
     with strategy.scope():
         subject_model, object_model, train_model = build_models(checkpoint, len(schemas), args.accumulate)
-        train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))),
-                            jit_compile=args.xla)
+        schedule = WarmupThenDecay(args.lr, args.min_lr, total_steps=args.epochs * len(batches))
+        train_model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=args.xla)
     best = train(train_model, batches,
                  lambda: evaluate((subject_model, object_model), tokenizer, data["dev"], list(schemas), args),
                  args, "f1", "relation_extraction.py")

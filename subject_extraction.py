@@ -43,9 +43,9 @@ from tensorflow.keras import backend as K  # noqa: E402
 
 from bert_checkpoint import load_bert  # noqa: E402
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, prediction_batches,
-    load_best_weights, make_parser, pad, parse_flags, read_csv_rows, report_truncated, run, set_up_devices,
-    train)
+    AccumulatingModel, TrainingBatches, UserError, WarmupThenDecay, check_sequence_length, head_initializer,
+    load_best_weights, make_parser, pad, parse_flags, prediction_batches, read_csv_rows, report_truncated, run,
+    set_up_devices, train)
 from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, substrings, window_starts_in_graph, write_export  # noqa: E402
 
@@ -181,7 +181,8 @@ def encode_questions(tokenizer, examples, maxlen, stride, source):
     windows = []
     for i, example in enumerate(examples):
         for offset in window_starts(len(example.text), maxlen, stride):
-            windows.append(Window(i, offset, *encode(tokenizer, example.event_type, example.text[offset:offset + maxlen])))
+            window_text = example.text[offset:offset + maxlen]
+            windows.append(Window(i, offset, *encode(tokenizer, example.event_type, window_text)))
     longer = sum(len(example.text) > maxlen for example in examples)
     if longer:
         print("%s: %d of %d texts are longer than --maxlen %d: read in windows (%d windows for %d questions)"
@@ -241,10 +242,12 @@ def build_model(checkpoint, accumulate=1):
     mask = keras.layers.Lambda(lambda x: K.cast(K.greater(K.expand_dims(x, 2), 0), "float32"))(token_ids)
     x = bert([token_ids, segment_ids])
     # The pointers compute in float32 even under --mixed-precision: -1e10 does not fit in float16.
-    start_logits = keras.layers.Dense(1, use_bias=False, dtype="float32", name="start_pointer")(x)
+    start_logits = keras.layers.Dense(1, use_bias=False, kernel_initializer=head_initializer(), dtype="float32",
+                                      name="start_pointer")(x)
     start_logits = keras.layers.Lambda(lambda x: x[0][..., 0] - (1 - x[1][..., 0]) * 1e10,
                                        dtype="float32")([start_logits, mask])
-    end_logits = keras.layers.Dense(1, use_bias=False, dtype="float32", name="end_pointer")(x)
+    end_logits = keras.layers.Dense(1, use_bias=False, kernel_initializer=head_initializer(), dtype="float32",
+                                    name="end_pointer")(x)
     end_logits = keras.layers.Lambda(lambda x: x[0][..., 0] - (1 - x[1][..., 0]) * 1e10,
                                      dtype="float32")([end_logits, mask])
 
@@ -443,8 +446,8 @@ def main(argv=None):
     strategy = set_up_devices(args)
     with strategy.scope():
         model, train_model = build_model(checkpoint, args.accumulate)
-        train_model.compile(optimizer=keras.optimizers.Adam(WarmupThenDecay(args.lr, args.min_lr, len(batches))),
-                            jit_compile=args.xla)
+        schedule = WarmupThenDecay(args.lr, args.min_lr, total_steps=args.epochs * len(batches))
+        train_model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=args.xla)
     gold = [example.entity for example in data["dev"]]
     best = train(train_model, batches,
                  lambda: accuracy(predict_entities(model, windows["dev"], data["dev"], args.maxlen,

@@ -47,7 +47,7 @@ def test_bucketing_cuts_padding_to_a_few_percent_and_still_shuffles_the_batches(
     assert np.mean(np.diff(longest) >= 0) < 0.75
 
 
-@pytest.mark.parametrize("script", ["sentiment", "relation_extraction", "subject_extraction"])
+@pytest.mark.parametrize("script", ["sentiment", "relation_extraction", "subject_extraction", "ner"])
 def test_every_script_batches_at_random_as_the_blog_unless_asked_to_bucket(script):
     # Measured: length-sorted batches reached the dev target in more epochs (README, "Batching: time to accuracy").
     parser = importlib.import_module(script).build_parser()
@@ -56,8 +56,35 @@ def test_every_script_batches_at_random_as_the_blog_unless_asked_to_bucket(scrip
     assert parser.parse_args(["--no-bucket"]).bucket is False
 
 
-def test_schedule_warms_up_over_epoch_one_decays_over_epoch_two_then_stays():
-    schedule = WarmupThenDecay(lr=5e-5, min_lr=1e-5, steps_per_epoch=100)
+def test_every_head_starts_as_bert_initialises_its_layers_not_as_keras_dense_does(tiny_checkpoint):
+    import ner
+    import relation_extraction
+    import sentiment
+    import subject_extraction
+    from classification_data import Labels
+
+    models = {"sentiment 0/1": sentiment.build_model(tiny_checkpoint),
+              "sentiment labels": sentiment.build_model(tiny_checkpoint, Labels(["a", "b", "c"])),
+              "relation": relation_extraction.build_models(tiny_checkpoint, 5)[2],
+              "subject": subject_extraction.build_model(tiny_checkpoint)[1],
+              "ner": ner.build_model(tiny_checkpoint, 9)[1]}
+    bert_layers = {layer.name for layer in subject_extraction.load_bert(tiny_checkpoint).layers}
+    for name, model in models.items():
+        kernels = [layer.kernel.numpy() for layer in model.layers
+                   if isinstance(layer, keras.layers.Dense) and layer.name not in bert_layers]
+        assert kernels, name
+        for kernel in kernels:  # Glorot over the tiny BERT's 128 features would be 0.09 to 0.12 wide
+            assert 0.01 < kernel.std() < 0.025 and np.abs(kernel).max() <= 0.04 + 1e-6, name
+
+
+def test_schedule_warms_up_over_a_tenth_of_the_steps_then_decays_to_min_lr_by_the_last():
+    schedule = WarmupThenDecay(lr=5e-5, min_lr=1e-5, total_steps=300)
+    values = [float(schedule(step)) for step in (0, 15, 30, 165, 300, 1000)]
+    np.testing.assert_allclose(values, [0, 2.5e-5, 5e-5, 3e-5, 1e-5, 1e-5], rtol=1e-6)
+
+
+def test_schedule_is_the_blogs_with_a_warmup_of_one_epoch_over_two():
+    schedule = WarmupThenDecay(lr=5e-5, min_lr=1e-5, total_steps=200, warmup_steps=100)
     values = [float(schedule(step)) for step in (0, 50, 100, 150, 200, 1000)]
     np.testing.assert_allclose(values, [0, 2.5e-5, 5e-5, 3e-5, 1e-5, 1e-5], rtol=1e-6)
 

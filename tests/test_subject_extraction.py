@@ -262,24 +262,22 @@ def test_tiny_model_learns_to_point_at_company_names_within_a_few_epochs(tiny_ch
         lambda indices: se.make_batch(windows["train"], [positions[i] for i in indices]),
         se.BATCH_SIGNATURE, batch_size=32, seed=0)  # random batches: the scripts' default
     model, train_model = se.build_model(tiny_checkpoint)
-    train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 1e-3, len(batches))))
+    train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 1e-3, 4 * len(batches))))
 
-    def dev_accuracy():
-        predicted = se.predict_entities(model, windows["dev"], data["dev"], 128, 64, se.MAX_SPAN)
-        return se.accuracy(predicted, [example.entity for example in data["dev"]])
-
-    untrained = dev_accuracy()
-    # What a model that finds the companies but ignores the event type would reach: one of the
-    # text's companies at random (each company in a synthetic text is one question of that text).
     companies = {}
     for example in data["train"] + data["dev"]:
         companies.setdefault(example.text, set()).add(example.entity)
-    ignores_event_type = np.mean([1 / len(companies[example.text]) for example in data["dev"]])
+
+    def dev_companies_found():
+        """The share of dev answers that are one of their text's companies, asked for or not."""
+        predicted = se.predict_entities(model, windows["dev"], data["dev"], 128, 64, se.MAX_SPAN)
+        return np.mean([answer in companies[example.text] for answer, example in zip(predicted, data["dev"])])
+
+    untrained = dev_companies_found()
     train_model.fit(batches.dataset(), epochs=4, verbose=0)
-    trained = dev_accuracy()
-    # A random 2-layer BERT learns where names begin and end in a few epochs; learning which
-    # one the event type asks for takes far longer, so only half of that level is required.
-    assert trained > untrained + 0.5 * ignores_event_type
+    # A random 2-layer BERT learns where names begin and end in a few epochs; which one the event
+    # type asks for takes a pretrained one (benchmarks/README.md, "condition learning").
+    assert dev_companies_found() > untrained + 0.3
 
 
 def test_main_trains_writes_best_weights_and_result_file_then_predicts_from_them(tiny_checkpoint, tmp_path, capsys):
