@@ -41,8 +41,8 @@ from classification_data import (  # noqa: E402
     SPLIT_FILE_NAMES, Labels, find_split_file, parse_columns, read_class_names, read_examples,
     read_texts_to_classify)
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, head_initializer, load_best_weights,
-    make_parser, pad, parse_flags, prediction_batches, report_truncated, run, set_up_devices, train)
+    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, prediction_batches,
+    make_parser, pad, parse_flags, report_truncated, run, set_up_devices, train)
 from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, write_export  # noqa: E402
 
@@ -200,11 +200,9 @@ def build_model(checkpoint, labels=BLOG_LABELS, accumulate=1):
     x = keras.layers.Lambda(lambda x: x[:, 0], name="cls_vector")(x)
     # float32 even under --mixed-precision, so that the probabilities and the loss stay exact
     if labels.binary:
-        p = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=head_initializer(), dtype="float32",
-                               name="positive_probability")(x)
+        p = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="positive_probability")(x)
     else:
-        p = keras.layers.Dense(len(labels), activation="softmax", kernel_initializer=head_initializer(),
-                               dtype="float32", name="label_probabilities")(x)
+        p = keras.layers.Dense(len(labels), activation="softmax", dtype="float32", name="label_probabilities")(x)
     # keras.Model, plus gradient accumulation (--accumulate)
     return AccumulatingModel([token_ids, segment_ids], p, accumulate=accumulate)
 
