@@ -27,8 +27,7 @@ torch and transformers are needed for the loop side only, never by the scripts o
 checkpoint's weights are read by the project's own readers (safetensors, or torch_weights.py for
 a pytorch_model.bin: no pickle is run).
 
-    python benchmarks/plain_loop.py --bert-dir $M --task subject --ccks-dir ../shared/data/ccks2019 --epochs 3 \\
-        --seeds 1,2 --flags '--min-lr 1e-4'
+    python benchmarks/plain_loop.py --bert-dir $M --task subject --ccks-dir ../shared/data/ccks2019 --epochs 3 --seeds 1,2
     python benchmarks/plain_loop.py --bert-dir $M --task relation --epochs 10 --lr 1e-4
     python benchmarks/plain_loop.py --bert-dir $M --task sentiment --epochs 2 --sides loop
     python benchmarks/plain_loop.py --bert-dir $M --task ner --cluener-dir ../shared/data/cluener --train-rows 4000
@@ -510,7 +509,7 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--maxlen", type=int, help="default: the script's")
     parser.add_argument("--seeds", default="1", help="default: %(default)s")
-    parser.add_argument("--flags", default="", help="more flags for the script, e.g. '--min-lr 1e-4'")
+    parser.add_argument("--flags", default="", help="more flags for the script, after an = sign: --flags=--crf, --flags='--min-lr 1e-4'")
     parser.add_argument("--sides", default="script,loop", help="default: %(default)s")
     parser.add_argument("--side-loop", help=argparse.SUPPRESS)  # the files, in the loop's own process
     return parser
