@@ -412,10 +412,9 @@ def head_initializer():
 
     Keras' default (Glorot) starts a Dense(1) over 512 features 2.5 times wider. On CCKS with a real
     4-layer BERT the two were within noise of each other (benchmarks/README.md, "Against a plain
-    PyTorch loop"); this one is what the checkpoint's authors trained their heads from. Subject
-    extraction and NER use it; sentiment's and relation's heads keep Keras' start, with which their
-    real-weight numbers were measured (the tiny model's relation test sat at F1 0 with this one, and
-    its bfloat16 sentiment loss rose).
+    PyTorch loop"); this one is what the checkpoint's authors trained their heads from. The span
+    scripts and NER use it; sentiment's head keeps Keras' start, with which its real-weight numbers
+    were measured (its bfloat16 loss rose with this one).
     """
     return keras.initializers.TruncatedNormal(stddev=0.02)
 
@@ -427,16 +426,16 @@ def head_initializer():
 class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Google BERT's schedule: 0 -> lr over the first tenth of the steps, lr -> min_lr by the last, then flat.
 
-    The blog warmed up over the whole first epoch and decayed over the second (`warmup_steps` one
-    epoch, `total_steps` two), made for 17,000 rows; on a few thousand rows it spends the epochs a
-    small file has at half the rate. Counted in steps, the warmup is as short on any file.
+    The blog warmed up over the whole first epoch and decayed over the second, made for 17,000 rows;
+    on a few thousand rows it spends the epochs a small file has at half the rate, and then the rest
+    at min_lr. Counted in steps, the warmup is as short on any file.
     """
 
-    def __init__(self, lr, min_lr, total_steps, warmup_steps=None):
+    def __init__(self, lr, min_lr, total_steps):
         self.lr = lr
         self.min_lr = min_lr
         self.total_steps = total_steps
-        self.warmup_steps = max(1, total_steps // 10) if warmup_steps is None else warmup_steps
+        self.warmup_steps = max(1, total_steps // 10)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
@@ -447,8 +446,7 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
         return tf.where(step < warmup_steps, warmup, decay)
 
     def get_config(self):
-        return {"lr": self.lr, "min_lr": self.min_lr, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps}
+        return {"lr": self.lr, "min_lr": self.min_lr, "total_steps": self.total_steps}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -294,6 +294,16 @@ def demo_flags(tiny_checkpoint, data_dir, output_dir):
     return flags
 
 
+def test_every_pointer_starts_out_answering_no_at_every_position(tiny_checkpoint):
+    subject_model, object_model, _ = rex.build_models(tiny_checkpoint, 5)
+    token_ids = np.random.default_rng(0).integers(106, 1000, size=(2, 30))
+    segment_ids = np.zeros_like(token_ids)
+    outputs = subject_model.predict_on_batch([token_ids, segment_ids]) + object_model.predict_on_batch(
+        [token_ids, segment_ids, np.array([[3], [5]]), np.array([[4], [9]])])
+    for probabilities in outputs:  # a start at 0.5 everywhere costs ~0.7 an output (pointer_head)
+        assert 0.005 < probabilities.mean() < 0.02 and probabilities.max() < 0.05
+
+
 def test_the_tiny_model_learns_triples_from_a_synthetic_set(tiny_checkpoint, tmp_path, capsys):
     synthetic.write_relation(str(tmp_path), 600, seed=1)
     rex.main(demo_flags(tiny_checkpoint, tmp_path, tmp_path / "out") + ["--epochs", "3"])
