@@ -300,7 +300,7 @@ def train_run(tiny_checkpoint, folder, crf):
     write_lines(folder / "train.json", lines[:400])
     write_lines(folder / "dev.json", open(sample("cluener", "dev.json"), encoding="utf-8").read().splitlines()[:60])
     flags = ["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(folder / "run"), "--maxlen", "16",
-             "--stride", "8", "--lr", "2e-3"] + (["--crf"] if crf else [])
+             "--stride", "8", "--lr", "2e-3", "--crf" if crf else "--no-crf"]
     types = sorted({entity_type for example in ner.read_examples(str(folder / "train.json"))
                     for entity_type, _, _ in example.entities})
     dev = ner.read_examples(str(folder / "dev.json"))
@@ -447,10 +447,16 @@ def test_export_without_trained_weights_says_how_to_train(tiny_checkpoint, tmp_p
 
 def test_resume_with_other_entity_types_or_head_than_the_interrupted_run_is_refused(tiny_checkpoint, tmp_path):
     write_lines(tmp_path / "example.train", GOOD_TRAIN * 10)
-    (tmp_path / ner.TAGS_NAME).write_text('{"types": ["LOC", "PER"], "crf": true}', encoding="utf-8")
+    (tmp_path / ner.TAGS_NAME).write_text('{"types": ["LOC", "PER"], "crf": false}', encoding="utf-8")
     with pytest.raises(UserError, match=r"tags\.json holds other entity types or another head than this run's"):
         ner.main(["--bert-dir", tiny_checkpoint.bert_dir, "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
                   "--resume"])
+
+
+def test_the_crf_is_the_default_head_and_no_crf_gives_the_softmax():
+    parser = ner.build_parser()
+    assert parser.parse_args([]).crf is True  # measured ahead on real weights (benchmarks/README.md)
+    assert parser.parse_args(["--no-crf"]).crf is False
 
 
 def test_help_lists_the_shared_flags_and_ner_s_own():
