@@ -10,10 +10,11 @@ transition scores between consecutive tags, the log-likelihood of the gold path 
 forward algorithm) and Viterbi decoding, in TensorFlow ops of our own (keras-contrib's and TF
 Addons' CRFs do not run on this stack). `--no-crf`: a softmax per character instead, trained with
 cross-entropy over the characters. On CLUENER with a real 4-layer BERT the CRF was ahead of the
-softmax by 0.13 to 0.22 F1 at each of three epochs, in two seeds (benchmarks/README.md, "NER on CLUENER"). The model tags in BIO whatever the data's scheme:
-O, then B-type and I-type for each entity type. Decoding reads a tag sequence as conlleval does:
-an I- tag that does not continue an entity of its own type (after O, or after another type)
-starts a new entity of its type; gold files in BIOES and BMES are read by the same rule.
+softmax by 0.13 to 0.22 F1 at each of three epochs, in two seeds (benchmarks/README.md, "NER on
+CLUENER"). The model tags in BIO whatever the data's scheme: O, then B-type and I-type for each
+entity type. Decoding reads a tag sequence as conlleval does: an I- tag that does not continue an
+entity of its own type (after O, or after another type) starts a new entity of its type; gold
+files in BIOES and BMES are read by the same rule.
 Metric: entity-level micro precision, recall and F1, an entity right only when its type, start
 and end all match (seqeval's strict mode, CLUE's scorer); after training a per-type table and the
 wrong dev entities are written to --output-dir.

@@ -41,8 +41,8 @@ from classification_data import (  # noqa: E402
     SPLIT_FILE_NAMES, Labels, find_split_file, parse_columns, read_class_names, read_examples,
     read_texts_to_classify)
 from fine_tuning import (  # noqa: E402
-    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, prediction_batches,
-    make_parser, pad, parse_flags, report_truncated, run, set_up_devices, train)
+    AccumulatingModel, TrainingBatches, UserError, check_sequence_length, load_best_weights, make_parser, pad,
+    parse_flags, prediction_batches, report_truncated, run, set_up_devices, train)
 from output_lock import lock_output_dir  # noqa: E402
 from serving import ServingModule, write_export  # noqa: E402
 
