@@ -250,6 +250,29 @@ def occurrences(text, span):
     return [(i + 1, i + len(span)) for i in range(len(text)) if text.startswith(span, i)]
 
 
+def relation_probabilities(head, hidden, k1, k2, count):
+    """The blog's relation model on BERT's output: subject pointers, then each predicate's object pointers
+    with the mean of the subject's start (k1) and end (k2) vectors added to every position."""
+    import torch
+
+    subject = torch.sigmoid(head["subject"](hidden))
+    rows = torch.arange(len(hidden))
+    conditioned = hidden + (hidden[rows, k1] + hidden[rows, k2])[:, None] / 2
+    objects = torch.sigmoid(head["object"](conditioned)).view(len(hidden), -1, 2, count)
+    return subject, objects
+
+
+def relation_loss(subject, objects, subject_labels, object_labels, mask):
+    """Every pointer's binary cross-entropy, summed over the pointers, averaged over the real tokens."""
+    import torch
+
+    bce = torch.nn.functional.binary_cross_entropy
+    mask = mask.float()
+    tokens = mask.sum()
+    return ((bce(subject, subject_labels, reduction="none").sum(-1) * mask).sum() / tokens
+            + (bce(objects, object_labels, reduction="none").sum((-1, -2)) * mask).sum() / tokens)
+
+
 def relation_loop(args, files):
     import torch
 
@@ -282,13 +305,6 @@ def relation_loop(args, files):
                                 "object": torch.nn.Linear(hidden_size, 2 * count)})
     rng = np.random.default_rng(args.seed)
 
-    def probabilities(hidden, k1, k2):
-        subject = torch.sigmoid(head["subject"](hidden))
-        rows = torch.arange(len(hidden))
-        conditioned = hidden + (hidden[rows, k1] + hidden[rows, k2])[:, None] / 2
-        objects = torch.sigmoid(head["object"](conditioned)).view(len(hidden), -1, 2, count)
-        return subject, objects
-
     def batch_loss(batch):
         token_ids = pad([token_ids for token_ids, _ in batch])
         hidden, mask = sequence_output(bert, token_ids)
@@ -300,22 +316,18 @@ def relation_loop(args, files):
                 subject_labels[row, start, 0] = subject_labels[row, end, 1] = 1
             for start, end, predicate in subjects[span]:
                 object_labels[row, start, 0, predicate] = object_labels[row, end, 1, predicate] = 1
-        subject, objects = probabilities(hidden, torch.tensor([s for s, _ in chosen]), torch.tensor([e for _, e in chosen]))
-        bce = torch.nn.functional.binary_cross_entropy
-        mask = mask.float()
-        tokens = mask.sum()
-        subject_loss = (bce(subject, subject_labels, reduction="none").sum(-1) * mask).sum() / tokens
-        object_loss = (bce(objects, object_labels, reduction="none").sum((-1, -2)) * mask).sum() / tokens
-        return subject_loss + object_loss
+        subject, objects = relation_probabilities(head, hidden, torch.tensor([s for s, _ in chosen]),
+                                                  torch.tensor([e for _, e in chosen]), count)
+        return relation_loss(subject, objects, subject_labels, object_labels, mask)
 
     def evaluate():
         correct = predicted_count = gold_count = 0
         for text, token_ids, gold in dev:
             hidden, _ = sequence_output(bert, [token_ids])
-            subject, _ = probabilities(hidden, torch.tensor([0]), torch.tensor([0]))
+            subject, _ = relation_probabilities(head, hidden, torch.tensor([0]), torch.tensor([0]), count)
             found = set()
             for start, end in decode_spans(subject[0, 1:len(text) + 1, 0].numpy(), subject[0, 1:len(text) + 1, 1].numpy()):
-                _, objects = probabilities(hidden, torch.tensor([start + 1]), torch.tensor([end + 1]))
+                _, objects = relation_probabilities(head, hidden, torch.tensor([start + 1]), torch.tensor([end + 1]), count)
                 for predicate in range(count):
                     for object_start, object_end in decode_spans(objects[0, 1:len(text) + 1, 0, predicate].numpy(),
                                                                  objects[0, 1:len(text) + 1, 1, predicate].numpy()):

@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from plain_loop import PROJECT_DIR, load_bert, relation_files
+from plain_loop import PROJECT_DIR, load_bert, relation_files, relation_loss, relation_probabilities, sequence_output
 
 sys.path.insert(0, PROJECT_DIR)
 
@@ -41,22 +41,12 @@ def copy_heads(train_model, head, torch):
 
 
 def loop_loss(bert, head, batch, num_predicates, torch):
-    """plain_loop.relation_loop's loss, on a batch in the script's layout."""
-    token_ids, segment_ids, subject_starts, subject_ends, k1, k2, object_starts, object_ends = batch
-    token_ids = torch.tensor(token_ids)
-    hidden = bert(input_ids=token_ids, attention_mask=(token_ids > 0).long(),
-                  token_type_ids=torch.tensor(segment_ids)).last_hidden_state
-    mask = (token_ids > 0).float()
-    rows = torch.arange(len(hidden))
-    subject = torch.sigmoid(head["subject"](hidden))
-    conditioned = hidden + (hidden[rows, torch.tensor(k1[:, 0])] + hidden[rows, torch.tensor(k2[:, 0])])[:, None] / 2
-    objects = torch.sigmoid(head["object"](conditioned)).view(len(hidden), -1, 2, num_predicates)
-    subject_labels = torch.tensor(np.stack([subject_starts, subject_ends], -1))
-    object_labels = torch.tensor(np.stack([object_starts, object_ends], 2))
-    bce = torch.nn.functional.binary_cross_entropy
-    tokens = mask.sum()
-    return ((bce(subject, subject_labels, reduction="none").sum(-1) * mask).sum() / tokens
-            + (bce(objects, object_labels, reduction="none").sum((-1, -2)) * mask).sum() / tokens)
+    """plain_loop.relation_loop's model and loss, on a batch in the script's layout."""
+    token_ids, _, subject_starts, subject_ends, k1, k2, object_starts, object_ends = batch
+    hidden, mask = sequence_output(bert, token_ids)
+    subject, objects = relation_probabilities(head, hidden, torch.tensor(k1[:, 0]), torch.tensor(k2[:, 0]), num_predicates)
+    return relation_loss(subject, objects, torch.tensor(np.stack([subject_starts, subject_ends], -1)),
+                         torch.tensor(np.stack([object_starts, object_ends], 2)), mask)
 
 
 def main():
@@ -99,7 +89,7 @@ def main():
                                                tape.gradient(loss, train_model.trainable_variables))}
     torch_loss = loop_loss(bert, head, batches[0], len(schemas), torch)
     torch_loss.backward()
-    print("first batch: loss %.4f (script) %.4f (loop)" % (float(loss), float(torch_loss)))
+    print("first batch: loss %.4f (script) %.4f (loop)" % (float(loss), torch_loss.item()))
     token_embeddings = next(name for name in gradients if name.startswith("Embedding-Token"))
     for name, script_gradient, loop_gradient in (
             ("subject-start kernel", gradients["subject_start/kernel:0"], head["subject"].weight.grad[0]),
