@@ -108,7 +108,7 @@ def main():
         torch_loss = loop_loss(bert, head, batch, len(schemas), torch)
         torch_loss.backward()
         loop_optimizer.step()
-        print("step %d: loss %.4f (script) %.4f (loop)" % (step, float(loss), float(torch_loss.detach())), flush=True)
+        print("step %d: loss %.4f (script) %.4f (loop)" % (step, float(loss), torch_loss.item()), flush=True)
 
 
 if __name__ == "__main__":
