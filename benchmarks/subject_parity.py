@@ -2,10 +2,10 @@
 
 Both sides start from the same checkpoint, see the same training batches (the script's windows and
 make_batch, in one order fixed by --seed) with dropout on as in training, and take Adam steps at a
-constant --lr. The loop's pointer head starts from the script's weights (`--head keras`, Keras'
-draw after `keras.utils.set_random_seed(--head-seed)`, as the script draws it with `--seed`) or from
-PyTorch's `nn.Linear` draw (`--head torch`, torch seeded with --head-seed before the Linear is made).
-Every --eval-every steps both are scored without dropout on the first --dev-rows dev questions (each
+constant --lr. Both pointer heads start from the script's draw (`--head keras`: Keras' after
+`keras.utils.set_random_seed(--head-seed)`, as the script draws it with `--seed`) or from PyTorch's
+`nn.Linear` draw (`--head torch`: torch seeded with --head-seed before the Linear is made).
+Every --eval-every steps both are scored without dropout on the first --eval-rows dev questions (each
 text cut at 128 characters): exact-match accuracy with the script's best_span, and the mean loss of
 the gold start and end. The same head start on both sides says whether the model, its dropout and
 the optimizer learn alike; `--side loop` with different starts says how much the start alone moves
@@ -48,7 +48,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="the batches' order and torch's generator (default: %(default)s)")
     parser.add_argument("--side", choices=["both", "loop"], default="both", help="train both sides, or the loop only")
     parser.add_argument("--head", choices=["keras", "torch"], default="keras",
-                        help="the loop's head start: the script's Keras draw, or nn.Linear's own (default: %(default)s)")
+                        help="both heads' start: the script's Keras draw, or nn.Linear's (default: %(default)s)")
     parser.add_argument("--head-seed", type=int, default=None,
                         help="the seed of the head's draw (default: --seed; for torch, the generator as it is "
                         "after the BERT is built)")
@@ -164,7 +164,10 @@ def main():
             kernels = [model.get_layer(name).get_weights()[0] for name in ("start_pointer", "end_pointer")]
             head.weight.copy_(torch.tensor(np.concatenate(kernels, 1).T * args.head_scale))
             head.bias.zero_()  # the script's pointers have none (a bias moves every position alike)
-    print("the loop's head: %s start, standard deviation %.4f" % (args.head, float(head.weight.detach().std())))
+    else:  # the script's pointers start from the loop's draw
+        for row, name in enumerate(("start_pointer", "end_pointer")):
+            model.get_layer(name).set_weights([head.weight.detach().numpy()[row][:, None]])
+    print("the heads: %s start, standard deviation %.4f" % (args.head, float(head.weight.detach().std())))
     if args.dropout_effect:  # at the checkpoint's weights, on the first batch; no training
         token_ids, segment_ids = batches[0][:2]
         for only_embeddings, what in ((False, "every dropout"), (True, "the embeddings' dropout alone")):
