@@ -146,7 +146,7 @@ def main():
     windows = subject_extraction.encode_questions(tokenizer, train, MAXLEN, MAXLEN // 2, "train")
     positions = subject_extraction.answer_positions(windows, train, MAXLEN, "train")
     if args.steps * args.batch_size > len(positions):
-        sys.exit("error: --steps %d of %d exceed the %d training windows (one pass at most)"
+        sys.exit("error: --steps %d of --batch-size %d need more than the %d training windows (one pass at most)"
                  % (args.steps, args.batch_size, len(positions)))
     order = np.random.default_rng(args.seed).permutation(len(positions))
     batches = [subject_extraction.make_batch(windows, [positions[i] for i in order[first:first + args.batch_size]])[0]
