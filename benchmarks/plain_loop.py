@@ -194,6 +194,21 @@ def best_span(start_logits, end_logits, text_start, text_end, max_span):
     return text_start + int(start), text_start + int(end)
 
 
+def subject_logits(bert, head, token_ids):
+    """The loop's start and end logits: a Linear over BERT's output, padding at -1e4."""
+    hidden, mask = sequence_output(bert, token_ids)
+    start, end = head(hidden).unbind(-1)
+    return start.masked_fill(~mask, -1e4), end.masked_fill(~mask, -1e4)
+
+
+def subject_loss(start_logits, end_logits, starts, ends):
+    """Softmax cross-entropy of the gold start plus that of the gold end (token positions)."""
+    import torch
+
+    cross_entropy = torch.nn.functional.cross_entropy
+    return cross_entropy(start_logits, torch.tensor(starts)) + cross_entropy(end_logits, torch.tensor(ends))
+
+
 def subject_loop(args, files):
     import torch
 
@@ -211,22 +226,15 @@ def subject_loop(args, files):
     bert = load_bert(args.bert_dir)
     head = torch.nn.Linear(bert.config.hidden_size, 2)
 
-    def logits(token_ids):
-        hidden, mask = sequence_output(bert, token_ids)
-        start, end = head(hidden).unbind(-1)
-        return start.masked_fill(~mask, -1e4), end.masked_fill(~mask, -1e4)
-
     def batch_loss(batch):
-        start_logits, end_logits = logits(pad([token_ids for token_ids, _, _ in batch]))
-        cross_entropy = torch.nn.functional.cross_entropy
-        return (cross_entropy(start_logits, torch.tensor([start for _, start, _ in batch]))
-                + cross_entropy(end_logits, torch.tensor([end for _, _, end in batch])))
+        return subject_loss(*subject_logits(bert, head, pad([token_ids for token_ids, _, _ in batch])),
+                            [start for _, start, _ in batch], [end for _, _, end in batch])
 
     def evaluate():
         right = 0
         for first in range(0, len(dev), args.batch_size):
             batch = dev[first:first + args.batch_size]
-            start_logits, end_logits = logits(pad([token_ids for token_ids, _, _, _ in batch]))
+            start_logits, end_logits = subject_logits(bert, head, pad([token_ids for token_ids, _, _, _ in batch]))
             for row, (_, text_start, text, entity) in enumerate(batch):
                 start, end = best_span(start_logits[row].numpy(), end_logits[row].numpy(),
                                        text_start, text_start + len(text), MAX_SPAN)

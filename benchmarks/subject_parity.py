@@ -22,15 +22,14 @@ import tempfile
 
 import numpy as np
 
-from plain_loop import PROJECT_DIR, load_bert, sequence_output, subject_files
+from plain_loop import PROJECT_DIR, load_bert, sequence_output, subject_files, subject_logits, subject_loss
 
 sys.path.insert(0, PROJECT_DIR)
 
 import subject_extraction  # noqa: E402
-import tensorflow as tf  # noqa: E402  (after subject_extraction, which selects Keras 2)
 from bert_checkpoint import find_checkpoint  # noqa: E402
 from fine_tuning import pad, set_up_devices  # noqa: E402
-from tensorflow import keras  # noqa: E402
+from tensorflow import keras  # noqa: E402  (after subject_extraction, which selects Keras 2)
 from tokenizer import OurTokenizer, load_vocab  # noqa: E402
 
 MAXLEN = 128
@@ -71,9 +70,7 @@ def scores(side, model, bert, head, token_ids, segment_ids):
     if side == "script":
         return [logits.numpy() for logits in model([token_ids, segment_ids], training=False)]
     with torch.no_grad():
-        hidden, mask = sequence_output(bert, token_ids)
-        start, end = head(hidden).unbind(-1)
-        return start.masked_fill(~mask, -1e10).numpy(), end.masked_fill(~mask, -1e10).numpy()
+        return [logits.numpy() for logits in subject_logits(bert, head, token_ids)]
 
 
 def evaluate(side, model, bert, head, windows, questions, batch_size):
@@ -101,7 +98,7 @@ def dropout_effect(model, bert, token_ids, segment_ids, only_embeddings, draws=6
     """How far dropout moves BERT's last hidden states on each side: |dropped - not| / |not| over real tokens.
 
     With only_embeddings the dropout after the embeddings is the only one left on (keras-bert's
-    before their LayerNorm, transformers' after it).
+    before their LayerNorm, transformers' after it), and the others stay off afterwards.
     """
     import torch
 
@@ -179,21 +176,14 @@ def main():
         return
     optimizer = torch.optim.Adam(list(bert.parameters()) + list(head.parameters()), lr=args.lr)
 
-    def loop_loss(batch):
-        token_ids, _, start, end = batch
-        hidden, mask = sequence_output(bert, token_ids)
-        start_logits, end_logits = (logits.masked_fill(~mask, -1e4) for logits in head(hidden).unbind(-1))
-        cross_entropy = torch.nn.functional.cross_entropy
-        return (cross_entropy(start_logits, torch.tensor(start.argmax(1)))
-                + cross_entropy(end_logits, torch.tensor(end.argmax(1))))
-
     sides = ["script", "loop"] if args.side == "both" else ["loop"]
     losses = {side: [] for side in sides}
     for step, batch in enumerate(batches, 1):
         if "script" in losses:
             losses["script"].append(float(train_model.train_on_batch(batch)))
         optimizer.zero_grad()
-        loss = loop_loss(batch)
+        token_ids, _, start, end = batch  # the script's one-hot rows; the loop takes positions
+        loss = subject_loss(*subject_logits(bert, head, token_ids), start.argmax(1), end.argmax(1))
         loss.backward()
         optimizer.step()
         losses["loop"].append(loss.item())
