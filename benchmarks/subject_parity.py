@@ -1,7 +1,7 @@
 """subject_extraction.py's model against plain_loop.py's, step by step: same batches, dropout on, a chosen head start.
 
 Both sides start from the same checkpoint, see the same training batches (the script's windows and
-make_batch, in one order fixed by --seed) with dropout on as in training, and take Adam steps at a
+make_batch, in one order fixed by --seed) with dropout on as in training (off with --no-dropout), and take Adam steps at a
 constant --lr. Both pointer heads start from the script's draw (`--head keras`: Keras' after
 `keras.utils.set_random_seed(--head-seed)`, as the script draws it with `--seed`) or from PyTorch's
 `nn.Linear` draw (`--head torch`: torch seeded with --head-seed before the Linear is made).
@@ -52,6 +52,8 @@ def build_parser():
                         help="the seed of the head's draw (default: --seed; for torch, the generator as it is "
                         "after the BERT is built)")
     parser.add_argument("--head-scale", type=float, default=1.0, help="multiply the Keras start by this (default: %(default)s)")
+    parser.add_argument("--no-dropout", action="store_true",
+                        help="train both sides without dropout (their steps should then agree from one start)")
     parser.add_argument("--dropout-effect", action="store_true",
                         help="instead of training: how far each side's dropout moves BERT's output")
     parser.add_argument("--eval-every", type=int, default=40, help="default: %(default)s")
@@ -94,6 +96,19 @@ def evaluate(side, model, bert, head, windows, questions, batch_size):
     return right / len(questions), float(np.mean(losses))
 
 
+def switch_off_dropout(model, bert, keep=()):
+    """Every dropout rate of both sides to 0 but those named in keep (Keras layers, torch modules)."""
+    import torch
+
+    keras_bert_model = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    for layer in keras_bert_model.layers:
+        if isinstance(layer, keras.layers.Dropout) and layer.name not in keep:
+            layer.rate = 0.0
+    for name, module in bert.named_modules():
+        if isinstance(module, torch.nn.Dropout) and name not in keep:
+            module.p = 0.0
+
+
 def dropout_effect(model, bert, token_ids, segment_ids, only_embeddings, draws=6):
     """How far dropout moves BERT's last hidden states on each side: |dropped - not| / |not| over real tokens.
 
@@ -103,13 +118,8 @@ def dropout_effect(model, bert, token_ids, segment_ids, only_embeddings, draws=6
     import torch
 
     keras_bert_model = next(layer for layer in model.layers if isinstance(layer, keras.Model))
-    keras_dropouts = [layer for layer in keras_bert_model.layers if isinstance(layer, keras.layers.Dropout)]
-    torch_dropouts = {name: module for name, module in bert.named_modules() if isinstance(module, torch.nn.Dropout)}
     if only_embeddings:
-        for layer in keras_dropouts:
-            layer.rate = layer.rate if layer.name == "Embedding-Dropout" else 0.0
-        for name, module in torch_dropouts.items():
-            module.p = module.p if name == "embeddings.dropout" else 0.0
+        switch_off_dropout(model, bert, keep=("Embedding-Dropout", "embeddings.dropout"))
     real = token_ids > 0
 
     def change(dropped, kept):
@@ -174,6 +184,8 @@ def main():
             print("%s moves the last hidden states by %.4f (keras-bert) %.4f (transformers), relative to no dropout"
                   % ((what,) + dropout_effect(model, bert, token_ids, segment_ids, only_embeddings)))
         return
+    if args.no_dropout:
+        switch_off_dropout(model, bert)
     optimizer = torch.optim.Adam(list(bert.parameters()) + list(head.parameters()), lr=args.lr)
 
     sides = ["script", "loop"] if args.side == "both" else ["loop"]
