@@ -1,8 +1,8 @@
-"""subject_extraction.py's model against plain_loop.py's, step by step: same batches, dropout on, a chosen head start.
+"""subject_extraction.py's model against plain_loop.py's, step by step: same batches, same dropout, a chosen head start.
 
 Both sides start from the same checkpoint, see the same training batches (the script's windows and
-make_batch, in one order fixed by --seed) with dropout on as in training (off with --no-dropout), and take Adam steps at a
-constant --lr. Both pointer heads start from the script's draw (`--head keras`: Keras' after
+make_batch, in one order fixed by --seed) with dropout on as in training (off on both with
+--no-dropout), and take Adam steps at a constant --lr. Both pointer heads start from the script's draw (`--head keras`: Keras' after
 `keras.utils.set_random_seed(--head-seed)`, as the script draws it with `--seed`) or from PyTorch's
 `nn.Linear` draw (`--head torch`: torch seeded with --head-seed before the Linear is made).
 Every --eval-every steps both are scored without dropout on the first --eval-rows dev questions (each
