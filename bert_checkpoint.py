@@ -643,32 +643,47 @@ def print_tiny_banner(demo_settings, file=sys.stderr):
     print("!" * width, file=file)
 
 
-def load_bert(checkpoint):
-    """keras-bert's backbone with the checkpoint's weights, all layers trainable, any length."""
-    import tensorflow as tf
-    from keras_bert import get_model, load_trained_model_from_checkpoint
+def bert_model(config):
+    """keras-bert's BERT backbone (its layers and names), with the embeddings' dropout where Google's
+    BERT has it: after their LayerNorm.
+
+    keras-bert drops the summed embeddings before their LayerNorm, which then scales what is left up:
+    nearly twice the disturbance of the checkpoint's own order at the same rate, and a first epoch
+    that learns slower than the same model in transformers (benchmarks/README.md, "Step by step").
+    """
+    from keras_bert.layers import get_embedding, get_inputs
+    from keras_layer_normalization import LayerNormalization
+    from keras_transformer import get_encoders, gelu
     from tensorflow import keras
+
+    inputs = get_inputs(seq_len=None)[:2]  # token and segment ids; the third is for pre-training's masks
+    embeddings, _ = get_embedding(inputs, token_num=config["vocab_size"], pos_num=config["max_position_embeddings"],
+                                  embed_dim=config["hidden_size"])
+    embeddings = LayerNormalization(name="Embedding-Norm")(embeddings)
+    embeddings = keras.layers.Dropout(config["hidden_dropout_prob"], name="Embedding-Dropout")(embeddings)
+    outputs = get_encoders(encoder_num=config["num_hidden_layers"], input_layer=embeddings,
+                           head_num=config["num_attention_heads"], hidden_dim=config["intermediate_size"],
+                           feed_forward_activation=gelu, dropout_rate=config["hidden_dropout_prob"])
+    return keras.models.Model(inputs=inputs, outputs=outputs)
+
+
+def load_bert(checkpoint):
+    """keras-bert's backbone (`bert_model`) with the checkpoint's weights, all layers trainable, any length."""
+    import tensorflow as tf
+    from keras_bert import load_model_weights_from_checkpoint
 
     config = checkpoint.config()
     with warnings.catch_warnings():
         # keras-bert reuses one unseeded initializer; harmless, since the checkpoint overwrites it.
         warnings.filterwarnings("ignore", message="The initializer .* is unseeded")
-        if not isinstance(checkpoint, HubCheckpoint):
-            try:
-                return load_trained_model_from_checkpoint(
-                    checkpoint.config_path, checkpoint.checkpoint_path, seq_len=None, trainable=True,
-                    dropout_rate=config["hidden_dropout_prob"])  # keras-bert ignores the config's
-            except (tf.errors.OpError, IndexError) as error:  # IndexError: a data file cut short
-                raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path,
-                                                                         printable(str(error), limit=300)))
-        # The same model as keras-bert's build_model_from_config, which would not take transformers' GELU names.
-        inputs, outputs = get_model(
-            token_num=config["vocab_size"], pos_num=config["max_position_embeddings"], seq_len=None,
-            embed_dim=config["hidden_size"], transformer_num=config["num_hidden_layers"],
-            head_num=config["num_attention_heads"], feed_forward_dim=config["intermediate_size"],
-            feed_forward_activation="gelu", training=False, trainable=True,
-            dropout_rate=config["hidden_dropout_prob"])
-    model = keras.models.Model(inputs=inputs, outputs=outputs)
+        model = bert_model(config)
+    if not isinstance(checkpoint, HubCheckpoint):
+        try:
+            load_model_weights_from_checkpoint(model, config, checkpoint.checkpoint_path)
+        except (tf.errors.OpError, IndexError) as error:  # IndexError: a data file cut short
+            raise CheckpointError("cannot read checkpoint %s: %s" % (checkpoint.checkpoint_path,
+                                                                     printable(str(error), limit=300)))
+        return model
     with checkpoint.open_tensors() as (shapes, load, files):
         names = hub_tensor_names(config, shapes, files, checkpoint)
         for layer, google_names in keras_bert_layers(config):

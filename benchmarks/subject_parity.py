@@ -112,8 +112,8 @@ def switch_off_dropout(model, bert, keep=()):
 def dropout_effect(model, bert, token_ids, segment_ids, only_embeddings, draws=6):
     """How far dropout moves BERT's last hidden states on each side: |dropped - not| / |not| over real tokens.
 
-    With only_embeddings the dropout after the embeddings is the only one left on (keras-bert's
-    before their LayerNorm, transformers' after it), and the others stay off afterwards.
+    With only_embeddings the dropout after the embeddings' LayerNorm is the only one left on (both
+    sides have it there: bert_checkpoint.bert_model), and the others stay off afterwards.
     """
     import torch
 

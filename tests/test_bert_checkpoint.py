@@ -66,6 +66,20 @@ def test_keras_bert_loads_it_and_gives_one_vector_per_token(tiny_checkpoint):
         tiny_checkpoint.checkpoint_path, "bert/embeddings/word_embeddings"))
 
 
+def test_the_embeddings_are_dropped_after_their_layer_norm_as_in_googles_bert(tiny_checkpoint):
+    """Google's order (keras-bert's drops before the LayerNorm, which then scales what is left up)."""
+    bert = load_bert(tiny_checkpoint)
+    embeddings = tf.keras.Model(bert.inputs, [bert.get_layer("Embedding-Norm").output,
+                                              bert.get_layer("Embedding-Dropout").output])
+    inputs = [np.array([[101, 791, 1921, 102]]), np.zeros((1, 4))]
+    normalised = embeddings(inputs, training=False)[0].numpy()
+    dropped = embeddings(inputs, training=True)[1].numpy()
+    kept = dropped != 0
+    assert 0 < kept.mean() < 1  # some of the units were dropped, most kept
+    rate = TINY_BERT_CONFIG["hidden_dropout_prob"]
+    np.testing.assert_allclose(dropped[kept], normalised[kept] / (1 - rate), rtol=1e-5)
+
+
 def test_bert_dir_flag_wins_over_environment(tmp_path, monkeypatch, tiny_checkpoint):
     monkeypatch.setenv("BERT_DIR", str(tmp_path / "does-not-exist"))
     assert find_checkpoint(tiny_checkpoint.bert_dir).bert_dir == tiny_checkpoint.bert_dir
