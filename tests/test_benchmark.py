@@ -1,8 +1,10 @@
 """benchmarks/throughput.py: the tokens it counts are those of the batches the pipeline really yields."""
 import os
+import re
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import PROJECT_DIR
 
@@ -110,3 +112,31 @@ def test_condition_sets_need_the_event_type_and_the_blind_baseline_is_one_over_t
         # The last text may be cut short by the row count; away from that, the baseline is 1/companies.
         assert abs(condition_learning.event_blind_accuracy(str(path)) - expected) < 1e-9
         assert 0.4 < expected < 0.6
+
+
+def test_subject_parity_without_dropout_takes_the_same_steps_on_both_sides(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                            capsys):
+    """The pairing's claim (benchmarks/README.md, "Step by step"): with dropout off the script's step is the loop's."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import subject_parity
+    import synthetic
+    from hub_layouts import hub_tensors_from_google, write_hub_folder
+
+    hub = write_hub_folder(str(tmp_path / "hub"), tiny_checkpoint.config(),
+                           hub_tensors_from_google(tiny_checkpoint.bert_dir))
+    synthetic.write_subject(str(tmp_path), 160, seed=5)
+    monkeypatch.setattr(sys, "argv", [
+        "subject_parity.py", "--bert-dir", hub, "--ccks-dir", str(tmp_path), "--dev-rows", "20", "--train-rows", "100",
+        "--steps", "4", "--batch-size", "8", "--lr", "1e-3", "--eval-every", "4", "--eval-rows", "20", "--head", "torch",
+        "--no-dropout"])
+    subject_parity.main()
+    output = capsys.readouterr().out
+    losses = [(float(script), float(loop)) for script, loop in
+              re.findall(r"^step \d+: loss ([\d.]+) \(script\) ([\d.]+) \(loop\)", output, flags=re.MULTILINE)]
+    assert len(losses) == 4 and losses[-1][1] < losses[0][1]  # it trained
+    # with dropout on, the two part by 0.08 to 0.2 in these steps
+    assert all(abs(script - loop) < 5e-3 for script, loop in losses), output
+    (script_dev, loop_dev), = re.findall(r"script accuracy [\d.]+, loss ([\d.]+); loop accuracy [\d.]+, loss ([\d.]+)",
+                                         output)
+    assert abs(float(script_dev) - float(loop_dev)) < 5e-3, output
