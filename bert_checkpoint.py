@@ -1,6 +1,7 @@
 """Find, check or make the BERT checkpoint that the three scripts fine-tune.
 Beside the blog (docs/blog_map.md, "1. Loading BERT and the tokenizer"): its `config_path` and
-`checkpoint_path` are `find_checkpoint`, its `load_trained_model_from_checkpoint` call is `load_bert`.
+`checkpoint_path` are `find_checkpoint`, its `load_trained_model_from_checkpoint` call is `load_bert`
+(keras-bert's model and loader, with the embeddings' dropout moved to where Google's BERT has it).
 
 Which checkpoint a script uses, first match wins:
 1. `--bert-dir DIR`: a folder as in Google's zip (`bert_config.json`, `vocab.txt`,
