@@ -75,7 +75,7 @@ def test_the_embeddings_are_dropped_after_their_layer_norm_as_in_googles_bert(ti
     normalised = embeddings(inputs, training=False)[0].numpy()
     dropped = embeddings(inputs, training=True)[1].numpy()
     kept = dropped != 0
-    assert 0 < kept.mean() < 1  # some of the units were dropped, most kept
+    assert 0 < kept.mean() < 1  # a mask was drawn: some units zeroed, the others kept
     rate = TINY_BERT_CONFIG["hidden_dropout_prob"]
     np.testing.assert_allclose(dropped[kept], normalised[kept] / (1 - rate), rtol=1e-5)
 
