@@ -3,7 +3,7 @@
 Only what the three scripts would otherwise copy: the shared flags and the choice of
 checkpoint, devices and precision (tf.distribute, mixed precision), reading data files with
 clear errors, random batches (of similar lengths with --bucket) padded to their own longest
-sequence (the blog's `seq_padding`), the blog's warmup schedule, a keras.Model that can accumulate gradients, and
+sequence (the blog's `seq_padding`), the learning-rate schedule, a keras.Model that can accumulate gradients, and
 `train()`: Keras `fit` with callbacks that keep the best weights, stop on NaN or Ctrl-C, and resume.
 Beside the blog (docs/blog_map.md): `seq_padding` is `pad`, its generators' shuffling `epoch_batches` and
 `TrainingBatches`, its `Evaluate` callback's warmup `WarmupThenDecay`, its `fit_generator` `train`.
@@ -85,7 +85,10 @@ def make_parser(doc, settings):
     parser.add_argument("--lr", type=float, default=settings["lr"], help="learning rate (default: %(default)s)")
     if "min_lr" in settings:
         parser.add_argument("--min-lr", type=float, default=settings["min_lr"],
-                            help="the rate the schedule decays to after its warmup (README: Flags; default: %(default)s)")
+                            help="the rate the schedule decays to by the last step (README: Flags; default: %(default)s)")
+        parser.add_argument("--warmup", type=float, default=settings["warmup"], metavar="FRACTION",
+                            help="the share of the steps over which the rate climbs from 0 to --lr (Google's BERT: "
+                            "0.1; README: Flags; default: %(default)s, start at --lr)")
     if "stride" in settings:
         parser.add_argument("--stride", type=int, default=settings["stride"],
                             help="a text longer than --maxlen is read in windows of --maxlen characters, one "
@@ -163,6 +166,8 @@ def check_flags(args):
             raise UserError("--lr must be above 0, got %g" % value)
         if name in AT_LEAST_ZERO and not value >= 0:
             raise UserError("%s cannot be negative, got %s" % (flag, value))
+        if name == "warmup" and not 0 <= value <= 1:
+            raise UserError("--warmup is a share of the training steps: it must lie between 0 and 1, got %g" % value)
         if name in PROBABILITIES and not 0 < value < 1:
             raise UserError("%s is a probability: it must lie between 0 and 1, got %g" % (flag, value))
         if name in FOLDERS and os.path.exists(value) and not os.path.isdir(value):
@@ -424,29 +429,31 @@ def head_initializer():
 # ---------------------------------------------------------------------------------------------
 
 class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Google BERT's schedule: 0 -> lr over the first tenth of the steps, lr -> min_lr by the last, then flat.
+    """0 -> lr over the first `warmup` share of the steps, lr -> min_lr by the last, then flat.
 
-    The blog warmed up over the whole first epoch and decayed over the second, made for 17,000 rows;
-    on a few thousand rows it spends the epochs a small file has at half the rate, and then the rest
-    at min_lr. Counted in steps, the warmup is as short on any file.
+    The blog warmed up over the whole first epoch and decayed over the second, made for the contests'
+    17,000 and 170,000 rows; Google's BERT warms up over a tenth of the steps. On a few thousand rows of a real
+    BERT both cost first-epoch accuracy against a plain loop at a constant rate (benchmarks/README.md,
+    "The warmup"), so the span scripts start at lr (warmup 0) and only decay.
     """
 
-    def __init__(self, lr, min_lr, total_steps):
+    def __init__(self, lr, min_lr, total_steps, warmup):
         self.lr = lr
         self.min_lr = min_lr
         self.total_steps = total_steps
-        self.warmup_steps = max(1, total_steps // 10)
+        self.warmup = warmup
+        self.warmup_steps = int(total_steps * warmup)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup_steps = float(self.warmup_steps)
         decay_steps = float(max(1, self.total_steps - self.warmup_steps))
-        warmup = self.lr * step / warmup_steps
+        warmup = self.lr * step / max(1.0, warmup_steps)
         decay = self.lr + (self.min_lr - self.lr) * tf.minimum(1.0, (step - warmup_steps) / decay_steps)
         return tf.where(step < warmup_steps, warmup, decay)
 
     def get_config(self):
-        return {"lr": self.lr, "min_lr": self.min_lr, "total_steps": self.total_steps}
+        return {"lr": self.lr, "min_lr": self.min_lr, "total_steps": self.total_steps, "warmup": self.warmup}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,10 +73,16 @@ def test_span_and_ner_heads_start_as_bert_initialises_its_layers_not_as_keras_de
             assert 0.01 < kernel.std() < 0.025 and np.abs(kernel).max() <= 0.04 + 1e-6, name
 
 
-def test_schedule_warms_up_over_a_tenth_of_the_steps_then_decays_to_min_lr_by_the_last():
-    schedule = WarmupThenDecay(lr=5e-5, min_lr=1e-5, total_steps=300)
+def test_schedule_warms_up_over_its_share_of_the_steps_then_decays_to_min_lr_by_the_last():
+    schedule = WarmupThenDecay(lr=5e-5, min_lr=1e-5, total_steps=300, warmup=0.1)
     values = [float(schedule(step)) for step in (0, 15, 30, 165, 300, 1000)]
     np.testing.assert_allclose(values, [0, 2.5e-5, 5e-5, 3e-5, 1e-5, 1e-5], rtol=1e-6)
+
+
+def test_schedule_without_warmup_starts_at_lr_and_decays_from_the_first_step():
+    schedule = WarmupThenDecay(lr=5e-5, min_lr=1e-5, total_steps=300, warmup=0)
+    values = [float(schedule(step)) for step in (0, 1, 150, 300, 1000)]
+    np.testing.assert_allclose(values, [5e-5, 5e-5 - 4e-5 / 300, 3e-5, 1e-5, 1e-5], rtol=1e-6)
 
 
 def test_a_crash_while_saving_leaves_the_previous_weights_whole(tmp_path, monkeypatch):

@@ -53,6 +53,10 @@ BAD_FLAGS = [
     (sentiment, ["--seed", "-1"], "--seed cannot be negative, got -1"),
     (relation_extraction, ["--min-lr", "-0.001"], "--min-lr cannot be negative, got -0.001"),
     (subject_extraction, ["--max-span", "-1"], "--max-span cannot be negative, got -1"),
+    (subject_extraction, ["--warmup", "1.5"],
+     "--warmup is a share of the training steps: it must lie between 0 and 1, got 1.5"),
+    (relation_extraction, ["--warmup", "-0.1"],
+     "--warmup is a share of the training steps: it must lie between 0 and 1, got -0.1"),
     (relation_extraction, ["--start-threshold", "1.5"],
      "--start-threshold is a probability: it must lie between 0 and 1, got 1.5"),
     (relation_extraction, ["--end-threshold", "0"],
@@ -82,6 +86,23 @@ def test_a_flag_that_makes_no_sense_is_refused_with_one_line_before_anything_is_
     assert status == 2
     assert err.splitlines() == ["error: " + message.format(**paths)]  # not even the device line: nothing loaded
     assert not (tmp_path / "out").exists()
+
+
+class ScheduleBuilt(Exception):
+    """Raised where the span scripts build their schedule: what it was given, and no training."""
+
+
+@pytest.mark.parametrize("script", [subject_extraction, relation_extraction])
+@pytest.mark.parametrize("flags, warmup", [([], 0.0), (["--warmup", "0.25"], 0.25)],
+                         ids=["a named checkpoint's default", "--warmup 0.25"])
+def test_the_warmup_flag_reaches_the_schedule(script, flags, warmup, tmp_path, tiny_checkpoint, monkeypatch):
+    def build_schedule(lr, min_lr, total_steps, warmup):
+        raise ScheduleBuilt(warmup)
+
+    monkeypatch.setattr(script, "WarmupThenDecay", build_schedule)
+    with pytest.raises(ScheduleBuilt) as built:
+        script.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path), "--epochs", "1"] + flags)
+    assert built.value.args == (warmup,)
 
 
 def test_incomplete_checkpoint_exits_2_with_one_line_naming_the_file(tmp_path, tiny_checkpoint, data_dir):

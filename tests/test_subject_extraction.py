@@ -262,7 +262,7 @@ def test_tiny_model_learns_to_point_at_company_names_within_a_few_epochs(tiny_ch
         lambda indices: se.make_batch(windows["train"], [positions[i] for i in indices]),
         se.BATCH_SIGNATURE, batch_size=32, seed=0)  # random batches: the scripts' default
     model, train_model = se.build_model(tiny_checkpoint)
-    train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 1e-3, 4 * len(batches))))
+    train_model.compile(optimizer=se.keras.optimizers.Adam(se.WarmupThenDecay(1e-3, 1e-3, 4 * len(batches), 0.1)))
 
     companies = {}
     for example in data["train"] + data["dev"]:
