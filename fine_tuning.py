@@ -85,7 +85,8 @@ def make_parser(doc, settings):
     parser.add_argument("--lr", type=float, default=settings["lr"], help="learning rate (default: %(default)s)")
     if "min_lr" in settings:
         parser.add_argument("--min-lr", type=float, default=settings["min_lr"],
-                            help="the rate the schedule decays to by the last step (README: Flags; default: %(default)s)")
+                            help="the rate the schedule decays to by the last step "
+                            "(README: Flags; default: %(default)s)")
         parser.add_argument("--warmup", type=float, default=settings["warmup"], metavar="FRACTION",
                             help="the share of the steps over which the rate climbs from 0 to --lr (Google's BERT: "
                             "0.1; README: Flags; default: %(default)s, start at --lr)")
@@ -432,9 +433,9 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
     """0 -> lr over the first `warmup` share of the steps, lr -> min_lr by the last, then flat.
 
     The blog warmed up over the whole first epoch and decayed over the second, made for the contests'
-    17,000 and 170,000 rows; Google's BERT warms up over a tenth of the steps. On a few thousand rows of a real
-    BERT both cost first-epoch accuracy against a plain loop at a constant rate (benchmarks/README.md,
-    "The warmup"), so the span scripts start at lr (warmup 0) and only decay.
+    17,000 and 170,000 rows; Google's BERT warms up over a tenth of the steps. On a few thousand rows
+    of a real BERT, Google's warmup cost first-epoch accuracy against a plain loop at a constant rate
+    (benchmarks/README.md, "The warmup"), so the span scripts start at lr (warmup 0) and only decay.
     """
 
     def __init__(self, lr, min_lr, total_steps, warmup):
