@@ -14,10 +14,11 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
+import bert_checkpoint
 import relation_extraction
 import sentiment
 import subject_extraction
-from fine_tuning import run
+from fine_tuning import parse_flags, run
 from synthetic import WRITERS, write_sentiment
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +104,14 @@ def test_the_warmup_flag_reaches_the_schedule(script, flags, warmup, tmp_path, t
     with pytest.raises(ScheduleBuilt) as built:
         script.main(["--bert-dir", tiny_checkpoint.bert_dir, "--output-dir", str(tmp_path), "--epochs", "1"] + flags)
     assert built.value.args == (warmup,)
+
+
+@pytest.mark.parametrize("flags, warmup", [([], 0.1), (["--warmup", "0"], 0.0)], ids=["demo setting", "flag wins"])
+def test_the_tiny_bert_brings_googles_warmup_as_a_demo_setting_that_a_flag_overrides(
+        flags, warmup, tmp_path, tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(bert_checkpoint, "DEFAULT_BERT_DIR", str(tmp_path / "absent"))
+    args, checkpoint = parse_flags(subject_extraction.build_parser(), flags, subject_extraction.TINY_BERT_SETTINGS)
+    assert checkpoint.is_tiny and args.warmup == warmup
 
 
 def test_incomplete_checkpoint_exits_2_with_one_line_naming_the_file(tmp_path, tiny_checkpoint, data_dir):
